@@ -1,0 +1,94 @@
+# Quickstart: `make demo` (set-up + the demand-forecast pipeline end to end) and `make test` (set-up + suite).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+ENV := . $(CURDIR)/.local/local.env && export PATH=$(BIN):$$PATH
+USE_CASE ?= demand_forecast
+RUN_DATE ?= 2025-06-30
+PYTEST_ARGS ?=
+
+.PHONY: help install lock local s3 s3-stop airflow-init demo summary up down test test-fast lint bench dbt-parse clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(VENV)/.installed ## virtualenv in .venv with the pinned dependencies (constraints.txt)
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (see README)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip==26.3"
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(MAKE) --no-print-directory dbt-parse
+	touch $@
+
+lock: ## re-resolve requirements*.txt and rewrite constraints.txt
+	rm -rf /tmp/mlplatform-lock && $(PYTHON) -m venv /tmp/mlplatform-lock
+	/tmp/mlplatform-lock/bin/pip install -q -r requirements.txt -r requirements-dev.txt
+	{ echo "# Full resolved dependency set (pip freeze of requirements.txt + requirements-dev.txt on Python 3.11)."; \
+	  echo "# Regenerate with: make lock"; /tmp/mlplatform-lock/bin/pip freeze --exclude-editable; } > constraints.txt
+
+dbt-parse: ## compile the dbt manifest (no warehouse needed)
+	cd dbt_project && MLPLATFORM_DUCKDB_PATH=/tmp/mlplatform-parse.duckdb $(BIN)/dbt parse --quiet --profiles-dir . --target duckdb
+
+local: install ## generate .local/local.env (credentials, ports) once
+	@$(BIN)/mlplatform local init
+
+s3: local ## start the local SeaweedFS S3 server on loopback (idempotent)
+	@$(ENV) && mlplatform local s3-start
+
+s3-stop: ## stop the local S3 server
+	@$(ENV) && mlplatform local s3-stop
+
+airflow-init: s3 ## Airflow home in .airflow (SQLite), metadata DB, warehouse pool
+	@$(ENV) && airflow db migrate >/dev/null && \
+	  airflow pools set mlplatform_warehouse 1 "DuckDB allows one writer: serialise warehouse tasks" >/dev/null && \
+	  echo "Airflow home: $$AIRFLOW_HOME (SQLite)"
+
+demo: airflow-init ## run the demand-forecast DAG for RUN_DATE end to end and print the summary
+	@echo "Running DAG $(USE_CASE) for logical date $(RUN_DATE) (airflow dags test)..."
+	@$(ENV) && start=$$(date +%s) && \
+	  airflow dags test $(USE_CASE) $(RUN_DATE) > .local/demo-$(USE_CASE)-$(RUN_DATE).log 2>&1 || \
+	  { tail -40 .local/demo-$(USE_CASE)-$(RUN_DATE).log; echo "DAG run failed: full log in .local/demo-$(USE_CASE)-$(RUN_DATE).log"; exit 1; } ; \
+	  grep -q "state=success" .local/demo-$(USE_CASE)-$(RUN_DATE).log || \
+	  { grep -E "ERROR|Error|failed" .local/demo-$(USE_CASE)-$(RUN_DATE).log | tail -20; \
+	    echo "DAG run did not succeed: full log in .local/demo-$(USE_CASE)-$(RUN_DATE).log"; exit 1; } ; \
+	  echo "DAG run succeeded in $$(( $$(date +%s) - start )) s (log: .local/demo-$(USE_CASE)-$(RUN_DATE).log)"; \
+	  mlplatform summary $(USE_CASE) $(RUN_DATE)
+
+summary: ## print the summary of USE_CASE for RUN_DATE
+	@$(ENV) && mlplatform summary $(USE_CASE) $(RUN_DATE)
+
+up: airflow-init ## start Airflow UI + scheduler locally (http://127.0.0.1:8080) for scheduling and backfills
+	@$(ENV) && mkdir -p .local/logs && \
+	  for svc in api-server scheduler dag-processor triggerer; do \
+	    if [ -f .local/$$svc.pid ] && kill -0 $$(cat .local/$$svc.pid) 2>/dev/null; then continue; fi; \
+	    nohup airflow $$svc > .local/logs/$$svc.log 2>&1 & echo $$! > .local/$$svc.pid; \
+	  done; \
+	  for i in $$(seq 1 90); do curl -sf http://127.0.0.1:8080/api/v2/version >/dev/null && break; sleep 1; done; \
+	  curl -sf http://127.0.0.1:8080/api/v2/version >/dev/null || { echo "api-server did not start: .local/logs/api-server.log"; exit 1; }; \
+	  echo "Airflow UI: http://127.0.0.1:8080  login: admin / $$(python -c 'import json;print(json.load(open(".local/passwords.json"))["admin"])')"; \
+	  echo "Logs in .local/logs/; stop with: make down"
+
+down: ## stop the local Airflow services and the S3 server
+	@for svc in api-server scheduler dag-processor triggerer; do \
+	  if [ -f .local/$$svc.pid ]; then kill $$(cat .local/$$svc.pid) 2>/dev/null || true; rm -f .local/$$svc.pid; fi; done
+	@$(MAKE) --no-print-directory s3-stop
+
+test: install ## the whole suite (tests start their own S3 server and Airflow home)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## unit and DAG-integrity tests only
+	$(BIN)/python -m pytest -m "not integration and not system" $(PYTEST_ARGS)
+
+lint: install ## ruff (with complexity limit) and sqlfluff
+	$(BIN)/ruff check include plugins dags tests bench
+	$(BIN)/sqlfluff lint dbt_project/models --dialect duckdb --templater jinja
+
+bench: install ## benchmarks (pipeline stage timings, parse time, publishing memory)
+	$(BIN)/python bench/run_benchmarks.py
+
+clean: down ## remove local state (.local, .airflow); keeps .venv
+	rm -rf .local .airflow dbt_project/target

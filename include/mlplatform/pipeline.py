@@ -1,0 +1,258 @@
+"""The pipeline's stages: one function per Airflow task.
+
+Each stage takes the use-case spec, the logical date and its I/O handles, reads its inputs from the
+warehouse or object storage *as of that date*, writes its outputs under that date's partition, and returns
+a small JSON-safe dict (what the DAG passes on through XCom). Stages hand data to each other through
+object storage, never through XCom, so any stage can be rerun on its own for a date.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from mlplatform import registry
+from mlplatform.errors import DataQualityError, PlatformError
+from mlplatform.lineage import code_version, library_versions
+from mlplatform.publishing import publish_partition, read_manifest
+from mlplatform.settings import Settings
+from mlplatform.spec import UseCaseSpec
+from mlplatform.storage import Layout, ObjectStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.parquet"
+CALENDAR_FILE = "calendar.parquet"
+VALIDATION_FILE = "result.json"
+DRIFT_FILE = "drift.json"
+DRIFT_HTML = "report.html"
+DRIFT_SNAPSHOT = "evidently_snapshot.json"
+
+
+# --- land and transform (the warehouse stages) -------------------------------------------------------
+
+def land_raw(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict:
+    """Land raw source data up to ``run_date`` in the warehouse; days already landed stay untouched."""
+    from mlplatform.warehouse import land_source
+
+    return land_source(spec, run_date, settings)
+
+
+def build_features(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore) -> dict:
+    """dbt build as of ``run_date``, then snapshot the feature and calendar marts to object storage.
+
+    The snapshot is the exact training/scoring input of this run: immutable per date, fingerprinted, and
+    readable by later stages without touching the (single-writer) warehouse.
+    """
+    from mlplatform.transform import run_dbt_build
+    from mlplatform.warehouse import read_relation, relation_name
+
+    dbt = run_dbt_build(spec, run_date, settings)
+    time_col = spec.features.time_column
+    features = read_relation(settings, relation_name(spec.transform.features_model),
+                             where=f"{time_col} <= ?", params=[run_date])
+    last_day = run_date + timedelta(days=spec.forecast.horizon)
+    calendar = read_relation(settings, relation_name(spec.transform.calendar_model),
+                             where="calendar_date <= ?", params=[last_day])
+    features = _normalise(features, spec.features.series_keys, time_col)
+    calendar = _normalise(calendar, [], "calendar_date")
+    if features.empty:
+        raise DataQualityError(f"{spec.name}: the feature mart {spec.transform.features_model} has no rows up "
+                               f"to {run_date}; was raw data landed from {spec.source.history_start}?")
+    return _write_snapshot(spec, run_date, store, features, calendar, dbt)
+
+
+def _normalise(frame: pd.DataFrame, keys: list[str], time_col: str) -> pd.DataFrame:
+    """Stable order and dtypes, so equal data gives equal bytes and fingerprints."""
+    import pandas as pd
+
+    frame = frame.copy()
+    frame[time_col] = pd.to_datetime(frame[time_col]).astype("datetime64[ns]")
+    return frame.sort_values([*keys, time_col], kind="mergesort").reset_index(drop=True)
+
+
+def _write_snapshot(spec: UseCaseSpec, run_date: date, store: ObjectStore, features: pd.DataFrame,
+                    calendar: pd.DataFrame, dbt: dict) -> dict:
+    from mlplatform.lineage import combine
+
+    prefix = Layout(spec.name).features(run_date)
+    feat = store.put_parquet(f"{prefix}/{FEATURES_FILE}", features)
+    cal = store.put_parquet(f"{prefix}/{CALENDAR_FILE}", calendar)
+    time_col = spec.features.time_column
+    manifest = {
+        "use_case": spec.name, "run_date": run_date.isoformat(),
+        "fingerprint": combine(feat["sha256"], cal["sha256"]),
+        "features": {**feat, "uri": store.uri(feat["key"]),
+                     "first_date": features[time_col].min().date().isoformat(),
+                     "last_date": features[time_col].max().date().isoformat(),
+                     "series": int(features.groupby(spec.features.series_keys).ngroups)},
+        "calendar": {**cal, "uri": store.uri(cal["key"])},
+        "dbt_manifest_hash": dbt["manifest_hash"],
+    }
+    store.put_json(f"{prefix}/_manifest.json", manifest)
+    log.info("feature snapshot %s: %s rows, fingerprint %s", store.uri(prefix), feat["rows"],
+             manifest["fingerprint"][:12])
+    return {"snapshot_uri": store.uri(prefix + "/"), "rows": feat["rows"], "fingerprint": manifest["fingerprint"],
+            "dbt_manifest_hash": dbt["manifest_hash"], "dbt_nodes": dbt.get("nodes")}
+
+
+def load_snapshot(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    prefix = Layout(spec.name).features(run_date)
+    if not store.exists(f"{prefix}/_manifest.json"):
+        raise PlatformError(f"{spec.name}: no feature snapshot for {run_date} at {store.uri(prefix)}/; "
+                            "run the build_features task for this date first")
+    manifest = store.get_json(f"{prefix}/_manifest.json")
+    features = store.get_parquet(f"{prefix}/{FEATURES_FILE}")
+    calendar = store.get_parquet(f"{prefix}/{CALENDAR_FILE}")
+    last = features[spec.features.time_column].max()
+    if last.date() > run_date:
+        raise DataQualityError(f"{spec.name}: snapshot for {run_date} holds data up to {last.date()} (future leak)")
+    return features, calendar, manifest
+
+
+# --- validate ----------------------------------------------------------------------------------------
+
+def validate_features(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """Run the use case's GX suite on the feature snapshot; store the result; stop the run on failure."""
+    from mlplatform.validation import raise_for_failures, validate_frame
+
+    features, _, snapshot = load_snapshot(spec, run_date, store)
+    report = validate_frame(features, spec.suite_path, sample_size=spec.validation.sample_size)
+    key = f"{Layout(spec.name).validation(run_date)}/{VALIDATION_FILE}"
+    result = {"use_case": spec.name, "run_date": run_date.isoformat(), "suite": spec.validation.suite,
+              "data_fingerprint": snapshot["fingerprint"], **report.to_dict()}
+    uri = store.put_json(key, result)
+    raise_for_failures(report, where=f"{spec.name} feature snapshot for {run_date} (result: {uri})")
+    warnings = [r["expectation"] for r in report.failures()]
+    return {"success": True, "result_uri": uri, "warnings": warnings, "evaluated": len(report.results)}
+
+
+def _require_validation(spec: UseCaseSpec, run_date: date, store: ObjectStore, fingerprint: str) -> dict:
+    """Training and publishing refuse data that has not passed validation (even if a task is re-run alone)."""
+    key = f"{Layout(spec.name).validation(run_date)}/{VALIDATION_FILE}"
+    if not store.exists(key):
+        raise DataQualityError(f"{spec.name}: no validation result for {run_date} at {store.uri(key)}; "
+                               "run validate_features first")
+    result = store.get_json(key)
+    if not result["success"] or result["data_fingerprint"] != fingerprint:
+        raise DataQualityError(f"{spec.name}: the feature snapshot for {run_date} did not pass validation "
+                               f"(or changed since): see {store.uri(key)}")
+    return {"success": True, "result_uri": store.uri(key), "suite": result["suite"],
+            "warnings": [r["expectation"] for r in result["results"] if not r["success"]]}
+
+
+# --- train and register --------------------------------------------------------------------------------
+
+def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """Backtest and fit on data up to ``run_date``; register the version; promote it if it earns it."""
+    from mlplatform.training import train_and_backtest
+
+    features, calendar, snapshot = load_snapshot(spec, run_date, store)
+    _require_validation(spec, run_date, store, snapshot["fingerprint"])
+    layout = Layout(spec.name)
+    code = code_version()
+    version = registry.version_id(run_date, snapshot["fingerprint"], spec.fingerprint(), code["source_hash"])
+    result = train_and_backtest(features, calendar, spec, run_date)
+    current = registry.champion(store, layout)
+    decision = registry.decide(result.metrics, result.training_window["end"], current)
+    metadata = {
+        "version": version, "use_case": spec.name, "trained_for_run_date": run_date.isoformat(),
+        "training_window": result.training_window, "n_training_rows": result.n_training_rows,
+        "data": {"snapshot_uri": store.uri(layout.features(run_date) + "/"),
+                 "fingerprint": snapshot["fingerprint"], "rows": snapshot["features"]["rows"]},
+        "dbt_manifest_hash": snapshot["dbt_manifest_hash"], "code": code,
+        "spec_fingerprint": spec.fingerprint(), "feature_names": result.feature_names,
+        "quantiles": spec.model.quantiles, "horizon": spec.forecast.horizon,
+        "model": {"estimator": spec.model.estimator, "params": spec.model.params},
+        "library_versions": library_versions(), "metrics": result.metrics, "decision": decision.to_dict(),
+    }
+    stored, created = registry.register(store, layout, metadata, result.model.to_bytes(), result.reference)
+    if stored["decision"]["promoted"] and (current is None or current["version"] != version):
+        registry.set_champion(store, layout, stored)
+    log.info("model %s (%s): %s", version, "new" if created else "already registered",
+             stored["decision"]["reason"])
+    return {"version": version, "created": created, "decision": stored["decision"],
+            "wape": stored["metrics"]["model"]["wape"], "baseline_wape": stored["metrics"]["baseline"]["wape"]}
+
+
+# --- monitor -------------------------------------------------------------------------------------------
+
+def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """Compare the latest window with the serving model's training reference; store JSON and HTML."""
+    from mlplatform.monitoring import detect_drift
+
+    features, _, _ = load_snapshot(spec, run_date, store)
+    layout = Layout(spec.name)
+    model = registry.champion_as_of(store, layout, run_date)
+    reference = registry.load_reference(store, layout, model)
+    time_col = spec.features.time_column
+    window_start = run_date - timedelta(days=spec.monitoring.window_days - 1)
+    current = features[features[time_col].dt.date >= window_start]
+    columns = spec.monitoring.columns or [*spec.features.numeric, *spec.features.categorical]
+    report = detect_drift(reference, current, columns, spec.monitoring.drift_share, spec.monitoring.max_rows)
+    prefix = layout.monitoring(run_date)
+    html_uri = store.put_bytes(f"{prefix}/{DRIFT_HTML}", report.html, "text/html")
+    store.put_bytes(f"{prefix}/{DRIFT_SNAPSHOT}", report.json, "application/json")
+    summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model["version"],
+               "current_window": {"start": window_start.isoformat(), "end": run_date.isoformat()},
+               "report_uri": html_uri, **report.to_dict()}
+    uri = store.put_json(f"{prefix}/{DRIFT_FILE}", summary)
+    return {"drift_detected": report.drift_detected, "drifted_share": report.drifted_share,
+            "drifted_columns": report.drifted_columns, "summary_uri": uri, "report_uri": html_uri,
+            "model_version": model["version"]}
+
+
+# --- score and publish ---------------------------------------------------------------------------------
+
+def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """The serving model forecasts the next horizon for every series; publish the partition atomically."""
+    from mlplatform.forecasting import QuantileForecaster
+    from mlplatform.scoring import forecast_chunks
+
+    features, calendar, snapshot = load_snapshot(spec, run_date, store)
+    validation = _require_validation(spec, run_date, store, snapshot["fingerprint"])
+    layout = Layout(spec.name)
+    model_meta = registry.champion_as_of(store, layout, run_date)
+    model = QuantileForecaster.from_bytes(registry.load_model_bytes(store, layout, model_meta))
+    chunks = forecast_chunks(model, features, calendar, spec, run_date, spec.publish.chunk_rows)
+    stamp = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model_meta["version"]}
+    manifest = publish_partition(store, layout.forecasts(run_date), chunks, stamp, {
+        "horizon": spec.forecast.horizon, "quantiles": spec.quantile_columns,
+        "model": {"version": model_meta["version"], "uri": model_meta["artifact"]["model_uri"],
+                  "training_window": model_meta["training_window"],
+                  "backtest": {"model": model_meta["metrics"]["model"],
+                               "baseline": model_meta["metrics"]["baseline"]}},
+        "lineage": {"features_snapshot": snapshot["features"]["uri"], "data_fingerprint": snapshot["fingerprint"],
+                    "dbt_manifest_hash": snapshot["dbt_manifest_hash"], "code": code_version()},
+        "validation": validation,
+        "drift": _drift_summary(store, layout, run_date),
+    })
+    return {"partition_uri": manifest["partition_uri"], "rows": manifest["row_count"],
+            "files": len(manifest["files"]), "model_version": model_meta["version"]}
+
+
+def _drift_summary(store: ObjectStore, layout: Layout, run_date: date) -> dict | None:
+    key = f"{layout.monitoring(run_date)}/{DRIFT_FILE}"
+    if not store.exists(key):
+        return None
+    drift = store.get_json(key)
+    return {"drift_detected": drift["drift_detected"], "drifted_share": drift["drifted_share"],
+            "drifted_columns": drift["drifted_columns"], "report_uri": drift["report_uri"],
+            "summary_uri": store.uri(key)}
+
+
+def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """What an operator wants after a run: where forecasts landed, which model, how good, drift verdict."""
+    layout = Layout(spec.name)
+    manifest = read_manifest(store, layout.forecasts(run_date))
+    return {
+        "use_case": spec.name, "run_date": run_date.isoformat(),
+        "forecasts_uri": manifest["partition_uri"], "rows": manifest["row_count"],
+        "files": len(manifest["files"]), "model_version": manifest["model_version"],
+        "backtest": manifest["model"]["backtest"], "validation": manifest["validation"],
+        "drift": manifest["drift"],
+    }

@@ -1,0 +1,92 @@
+"""DAG integrity: every DAG file imports, every DAG is well-formed, and parsing stays cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mlplatform import constants as C
+
+DAGS_DIR = C.PROJECT_ROOT / "dags"
+HEAVY = ["pandas", "numpy", "sklearn", "evidently", "great_expectations", "boto3", "duckdb", "pyarrow", "dbt"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    return BundleDagBag(dag_folder=DAGS_DIR, bundle_path=DAGS_DIR, bundle_name="dags-folder")
+
+
+def test_dag_files_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}, "\n".join(f"{k}: {v}" for k, v in dagbag.import_errors.items())
+
+
+def test_every_use_case_spec_has_a_dag(dagbag):
+    from mlplatform.spec import spec_paths
+
+    expected = {p.stem for p in spec_paths()}
+    assert expected and expected <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_id", ["demand_forecast"])
+def test_dag_has_tags_owner_retries_and_docs(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags and "mlplatform" in dag.tags
+    assert dag.doc_md and "score_and_publish" in dag.doc_md
+    for t in dag.tasks:
+        assert t.owner and t.owner != "airflow", f"{t.task_id} has no owner"
+        assert t.retries >= 1, f"{t.task_id} has no retries"
+
+
+def test_demand_dag_chains_the_stages_in_order(dagbag):
+    dag = dagbag.dags["demand_forecast"]
+    order = ["land_raw", "build_features", "validate_features", "train_model", "monitor_drift",
+             "score_and_publish"]
+    assert [t.task_id for t in dag.topological_sort()] == order
+    assert dag.get_task("land_raw").pool == C.WAREHOUSE_POOL
+    assert dag.get_task("build_features").pool == C.WAREHOUSE_POOL
+
+
+def _parse_in_subprocess(extra_env: dict[str, str] | None = None) -> dict:
+    """Parse the dags folder in a fresh interpreter; report DAG ids, errors and what got imported."""
+    code = textwrap.dedent(f"""
+        import json, sys, time
+        from airflow.dag_processing.dagbag import BundleDagBag
+        start = time.perf_counter()
+        bag = BundleDagBag(dag_folder={str(DAGS_DIR)!r}, bundle_path={str(DAGS_DIR)!r},
+                           bundle_name="dags-folder")
+        print(json.dumps({{"dag_ids": sorted(bag.dag_ids), "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
+                          "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules),
+                          "seconds": time.perf_counter() - start}}))
+    """)
+    env = {**os.environ, **(extra_env or {})}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         check=True)
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "stderr": out.stderr}
+
+
+def test_parsing_imports_no_heavy_library():
+    result = _parse_in_subprocess()
+    assert result["errors"] == {}
+    assert result["heavy"] == [], f"DAG parsing imported heavy modules: {result['heavy']}"
+    # A generous guard against work at parse time (a `dbt ls` alone takes ~3 s); `make bench` measures it.
+    assert result["seconds"] < 5
+
+
+def test_a_bad_spec_is_reported_and_the_other_dags_still_load(tmp_path: Path):
+    specs = tmp_path / "use_cases"
+    shutil.copytree(C.USE_CASES_DIR, specs)
+    (specs / "broken_case.yaml").write_text("name: broken_case\nkind: forecast\nforecast: {horizon: soon}\n")
+    result = _parse_in_subprocess({"MLPLATFORM_USE_CASES_DIR": str(specs)})
+    assert "demand_forecast" in result["dag_ids"]
+    assert "broken_case" not in result["dag_ids"]
+    [error] = [e for f, e in result["errors"].items() if f.endswith("use_case_spec_check.py")]
+    assert "broken_case.yaml" in error and "forecast.horizon" in error and "source" in error
