@@ -156,7 +156,7 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
     layout = Layout(spec.name)
     code = code_version()
     version = registry.version_id(run_date, snapshot["fingerprint"], spec.fingerprint(), code["source_hash"])
-    result = train_and_backtest(features, calendar, spec, run_date)
+    result = train_and_backtest(features, calendar, spec, run_date, max_training_rows=spec.model.max_training_rows)
     current = registry.champion(store, layout)
     decision = registry.decide(result.metrics, result.training_window["end"], current)
     metadata = {

@@ -75,6 +75,10 @@ class ModelSpec(_Strict):
     quantiles: list[float] = Field(default=[0.1, 0.5, 0.9], min_length=1)
     training_window_days: int = Field(default=730, ge=28)
     origin_stride_days: int = Field(default=1, ge=1, description="Use every n-th day as a training origin.")
+    max_training_rows: int | None = Field(
+        default=20_000, ge=1_000,
+        description="Seeded sample cap per fit (backtest folds and final model alike); null = no cap.",
+    )
     random_state: int = 0
 
     @field_validator("quantiles")

@@ -1,0 +1,13 @@
+{#- Fails with one row per duplicated key: the combination of columns must be unique. -#}
+{% test unique_combination_of_columns(model, combination_of_columns) %}
+
+    {%- set columns = combination_of_columns | join(', ') %}
+
+    select
+        {{ columns }},
+        count(*) as n_rows
+    from {{ model }}
+    group by {{ columns }}
+    having count(*) > 1
+
+{% endtest %}

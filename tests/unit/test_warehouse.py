@@ -1,0 +1,111 @@
+"""DuckDB landing layer: incremental, idempotent, raw data never rewritten; clear lock errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mlplatform import warehouse
+from mlplatform.errors import PlatformError
+from mlplatform.settings import Settings, load_settings
+from mlplatform.spec import SourceSpec, UseCaseSpec, get_spec
+
+HISTORY_START = date(2024, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def spec() -> UseCaseSpec:
+    base = get_spec("demand_forecast")
+    source = SourceSpec(generator="retail_sales", history_start=HISTORY_START,
+                        params={"n_stores": 2, "n_skus": 3, "seed": 5})
+    return base.model_copy(update={"source": source})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({"MLPLATFORM_DATA_DIR": str(tmp_path / "data")})
+
+
+def _raw_fingerprint(settings: Settings) -> tuple:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(
+            "select count(*), sum(units_sold), sum(hash(sales_date, store_id, sku_id, units_sold, unit_price)) "
+            "from raw.retail_sales"
+        ).fetchone()
+
+
+def test_land_source_lands_history_once(spec: UseCaseSpec, settings: Settings) -> None:
+    run_date = HISTORY_START + timedelta(days=29)
+    first = warehouse.land_source(spec, run_date, settings)
+    assert first == {"rows_landed": 30 * 6, "days_landed": 30, "first_missing": "2024-01-01",
+                     "last_day": run_date.isoformat(), "table": "raw.retail_sales"}
+    assert settings.duckdb_path.is_file()
+    before = _raw_fingerprint(settings)
+    again = warehouse.land_source(spec, run_date, settings)
+    assert again["rows_landed"] == 0 and again["days_landed"] == 0 and again["first_missing"] is None
+    assert _raw_fingerprint(settings) == before
+    earlier = warehouse.land_source(spec, run_date - timedelta(days=10), settings)
+    assert earlier["rows_landed"] == 0
+    assert _raw_fingerprint(settings) == before
+
+
+def test_land_source_appends_only_missing_days(spec: UseCaseSpec, settings: Settings) -> None:
+    warehouse.land_source(spec, date(2024, 1, 10), settings)
+    with duckdb.connect(str(settings.duckdb_path)) as con:  # a tampered landed day stays as it is
+        con.execute("update raw.retail_sales set units_sold = 999 where sales_date = '2024-01-05'")
+        con.execute("delete from raw.retail_sales where sales_date = '2024-01-07'")  # a hole is refilled
+    out = warehouse.land_source(spec, date(2024, 1, 12), settings)
+    assert out["days_landed"] == 3 and out["first_missing"] == "2024-01-07" and out["rows_landed"] == 18
+    raw = warehouse.read_relation(settings, "raw.retail_sales")
+    assert len(raw) == 12 * 6 and not raw.duplicated(["sales_date", "store_id", "sku_id"]).any()
+    assert (raw.loc[raw["sales_date"] == "2024-01-05", "units_sold"] == 999).all()
+
+
+def test_dimensions_are_replaced_not_duplicated(spec: UseCaseSpec, settings: Settings) -> None:
+    warehouse.land_source(spec, date(2024, 1, 3), settings)
+    warehouse.land_source(spec, date(2024, 1, 4), settings)
+    stores = warehouse.read_relation(settings, "raw.stores")
+    products = warehouse.read_relation(settings, "raw.products")
+    assert stores["store_id"].tolist() == ["S001", "S002"]
+    assert products["sku_id"].tolist() == ["SKU0001", "SKU0002", "SKU0003"]
+
+
+def test_read_relation_with_params_and_relation_name(spec: UseCaseSpec, settings: Settings) -> None:
+    warehouse.land_source(spec, date(2024, 1, 5), settings)
+    rows = warehouse.read_relation(settings, "raw.retail_sales", "sales_date > ? and store_id = ?",
+                                   [date(2024, 1, 3), "S002"])
+    assert len(rows) == 2 * 3 and set(rows["store_id"]) == {"S002"}
+    assert warehouse.relation_name("fct_demand_features") == "analytics.fct_demand_features"
+    with pytest.raises(PlatformError):
+        warehouse.relation_name("fct; drop table x")
+    with pytest.raises(PlatformError, match="not a relation"):
+        warehouse.read_relation(settings, "raw.retail_sales; drop table raw.stores")
+
+
+def test_read_relation_on_missing_warehouse_is_clear(settings: Settings) -> None:
+    with pytest.raises(PlatformError, match="does not exist"):
+        warehouse.read_relation(settings, "raw.retail_sales")
+
+
+def test_locked_file_raises_platform_error_naming_the_file(settings: Settings) -> None:
+    settings.duckdb_path.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(60)",
+         str(settings.duckdb_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(PlatformError, match="locked by another process") as err:
+            with warehouse.connect(settings.duckdb_path, attempts=2, wait_s=0.05):
+                pass
+        assert str(settings.duckdb_path) in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
