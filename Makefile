@@ -85,7 +85,7 @@ test-fast: install ## unit and DAG-integrity tests only
 
 lint: install ## ruff (with complexity limit) and sqlfluff
 	$(BIN)/ruff check include plugins dags tests bench
-	$(BIN)/sqlfluff lint dbt_project/models --dialect duckdb --templater jinja
+	$(BIN)/sqlfluff lint dbt_project/models
 
 bench: install ## benchmarks (pipeline stage timings, parse time, publishing memory)
 	$(BIN)/python bench/run_benchmarks.py

@@ -52,7 +52,7 @@ grid as (
         days.date_day as sales_date
     from series
     inner join days
-        on days.date_day >= series.first_sales_date
+        on series.first_sales_date <= days.date_day
 
 ),
 
@@ -74,9 +74,10 @@ joined as (
         case when holidays.holiday_date is null then 0 else 1 end as is_holiday
     from grid
     left join sales
-        on grid.store_id = sales.store_id
-        and grid.sku_id = sales.sku_id
-        and grid.sales_date = sales.sales_date
+        on
+            grid.store_id = sales.store_id
+            and grid.sku_id = sales.sku_id
+            and grid.sales_date = sales.sales_date
     left join stores
         on grid.store_id = stores.store_id
     left join products

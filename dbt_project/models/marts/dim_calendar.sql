@@ -18,7 +18,7 @@ days as (
 
     {{ day_spine(
         "(select min(sales_date) from sales)",
-        "cast(" ~ dbt.dateadd('day', var('horizon_days', 90), run_date_literal()) ~ " as date)"
+        run_date_literal() ~ " + " ~ (var('horizon_days', 90) | int)
     ) }}
 
 ),
