@@ -81,7 +81,7 @@ test: install ## the whole suite (tests start their own S3 server and Airflow ho
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## unit and DAG-integrity tests only
-	$(BIN)/python -m pytest -m "not integration and not system" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration and not system and not reliability" $(PYTEST_ARGS)
 
 lint: install ## ruff (with complexity limit) and sqlfluff
 	$(BIN)/ruff check include plugins dags tests bench

@@ -140,7 +140,8 @@ class SeaweedS3:
 
         return json.dumps({"conn_type": "aws", "login": self.access_key, "password": self.secret_key,
                            "extra": {"endpoint_url": self.endpoint_url, "region_name": "us-east-1",
-                                     "config_kwargs": {"s3": {"addressing_style": "path"}}}})
+                                     "config_kwargs": {"s3": {"addressing_style": "path"},
+                                                       "connect_timeout": 5, "read_timeout": 60}}})
 
 
 def airflow_env(*, airflow_home: Path, data_dir: Path, s3_connection_json: str, jwt_secret: str,

@@ -9,6 +9,9 @@ object storage, never through XCom, so any stage can be rerun on its own for a d
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+ENV_TRAINING_THREADS = "MLPLATFORM_TRAINING_THREADS"
+
 FEATURES_FILE = "features.parquet"
 CALENDAR_FILE = "calendar.parquet"
 VALIDATION_FILE = "result.json"
@@ -35,10 +40,19 @@ DRIFT_SNAPSHOT = "evidently_snapshot.json"
 
 # --- land and transform (the warehouse stages) -------------------------------------------------------
 
+def _require_history(spec: UseCaseSpec, run_date: date) -> None:
+    """A date before the source's first day has no data: say so, instead of failing deep in dbt."""
+    if run_date < spec.source.history_start:
+        raise DataQualityError(
+            f"{spec.name}: run date {run_date} is before source.history_start {spec.source.history_start}; "
+            "there is no raw data as of that date (run a later date, or move history_start in the spec)")
+
+
 def land_raw(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict:
     """Land raw source data up to ``run_date`` in the warehouse; days already landed stay untouched."""
     from mlplatform.warehouse import land_source
 
+    _require_history(spec, run_date)
     return land_source(spec, run_date, settings)
 
 
@@ -51,6 +65,7 @@ def build_features(spec: UseCaseSpec, run_date: date, settings: Settings, store:
     from mlplatform.transform import run_dbt_build
     from mlplatform.warehouse import read_relation, relation_name
 
+    _require_history(spec, run_date)
     dbt = run_dbt_build(spec, run_date, settings)
     time_col = spec.features.time_column
     features = read_relation(settings, relation_name(spec.transform.features_model),
@@ -145,18 +160,51 @@ def _require_validation(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
             "warnings": [r["expectation"] for r in result["results"] if not r["success"]]}
 
 
+@contextmanager
+def training_threads() -> Iterator[None]:
+    """Cap OpenMP/BLAS threads while fitting (MLPLATFORM_TRAINING_THREADS, default 1).
+
+    HistGradientBoosting's OpenMP threads spin; when Airflow runs several tasks on the same cores they
+    oversubscribe them and a 5 s fit becomes minutes. Results are identical for any thread count.
+    """
+    import sklearn.ensemble  # noqa: F401 - load the OpenMP runtime first: threadpoolctl limits loaded ones
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(os.environ.get(ENV_TRAINING_THREADS, "1"))):
+        yield
+
+
 # --- train and register --------------------------------------------------------------------------------
 
 def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
-    """Backtest and fit on data up to ``run_date``; register the version; promote it if it earns it."""
-    from mlplatform.training import train_and_backtest
+    """Backtest and fit on data up to ``run_date``; register the version; promote it if it earns it.
 
+    The version id is derived from the data, spec and code before training, so a rerun of a date whose
+    version is already registered returns that version without retraining (versions are immutable).
+    """
     features, calendar, snapshot = load_snapshot(spec, run_date, store)
     _require_validation(spec, run_date, store, snapshot["fingerprint"])
     layout = Layout(spec.name)
     code = code_version()
     version = registry.version_id(run_date, snapshot["fingerprint"], spec.fingerprint(), code["source_hash"])
-    result = train_and_backtest(features, calendar, spec, run_date, max_training_rows=spec.model.max_training_rows)
+    if registry.is_registered(store, layout, version):
+        stored, created = registry.read_metadata(store, layout, version), False
+    else:
+        stored, created = _train_and_register(spec, run_date, store, features, calendar, snapshot, version, code)
+    log.info("model %s (%s): %s", version, "new" if created else "already registered, not retrained",
+             stored["decision"]["reason"])
+    return {"version": version, "created": created, "decision": stored["decision"],
+            "wape": stored["metrics"]["model"]["wape"], "baseline_wape": stored["metrics"]["baseline"]["wape"]}
+
+
+def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, features: pd.DataFrame,
+                        calendar: pd.DataFrame, snapshot: dict, version: str, code: dict) -> tuple[dict, bool]:
+    from mlplatform.training import train_and_backtest
+
+    layout = Layout(spec.name)
+    with training_threads():
+        result = train_and_backtest(features, calendar, spec, run_date,
+                                    max_training_rows=spec.model.max_training_rows)
     current = registry.champion(store, layout)
     decision = registry.decide(result.metrics, result.training_window["end"], current)
     metadata = {
@@ -173,10 +221,7 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
     stored, created = registry.register(store, layout, metadata, result.model.to_bytes(), result.reference)
     if stored["decision"]["promoted"] and (current is None or current["version"] != version):
         registry.set_champion(store, layout, stored)
-    log.info("model %s (%s): %s", version, "new" if created else "already registered",
-             stored["decision"]["reason"])
-    return {"version": version, "created": created, "decision": stored["decision"],
-            "wape": stored["metrics"]["model"]["wape"], "baseline_wape": stored["metrics"]["baseline"]["wape"]}
+    return stored, created
 
 
 # --- monitor -------------------------------------------------------------------------------------------

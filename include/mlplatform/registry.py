@@ -66,6 +66,11 @@ def read_metadata(store: ObjectStore, layout: Layout, version: str) -> dict:
     return store.get_json(f"{layout.model(version)}/{METADATA}")
 
 
+def is_registered(store: ObjectStore, layout: Layout, version: str) -> bool:
+    """A version counts as registered once its metadata (written last) exists."""
+    return store.exists(f"{layout.model(version)}/{METADATA}")
+
+
 def list_versions(store: ObjectStore, layout: Layout) -> list[dict]:
     """Metadata of every complete version, oldest training window first."""
     keys = [k for k in store.list_keys(layout.models() + "/") if k.endswith("/" + METADATA)]

@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 
+# An unreachable endpoint should fail a task in seconds, not hang it (botocore's defaults are 60 s each).
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 60
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -31,10 +36,14 @@ def dumps_json(obj: Any) -> bytes:
 
 
 class ObjectStore:
-    """A bucket on an S3-compatible server. Keys are relative to the bucket."""
+    """A bucket on an S3-compatible server. Keys are relative to the bucket.
+
+    Connection failures surface as PlatformError naming the endpoint, bucket and key, so a task's error
+    says which storage was unreachable (credentials are never part of the message).
+    """
 
     def __init__(self, client: Any, bucket: str) -> None:
-        self.client = client
+        self.client = _Guarded(client, bucket)
         self.bucket = bucket
 
     def uri(self, key: str) -> str:
@@ -69,9 +78,13 @@ class ObjectStore:
         return sorted(obj["Key"] for obj in self._iter_objects(prefix))
 
     def _iter_objects(self, prefix: str) -> Iterator[dict]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self.client.list_objects_v2(**kwargs)
             yield from page.get("Contents", [])
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -97,6 +110,33 @@ class ObjectStore:
             self.client.head_bucket(Bucket=self.bucket)
         except self.client.exceptions.ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+
+
+class _Guarded:
+    """Proxy of a boto3 client that turns connection errors into PlatformError with context."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name == "exceptions":
+            return attr
+        return self._wrap(name, attr)
+
+    def _wrap(self, name: str, method: Any) -> Any:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except BotoConnectionError as exc:
+                endpoint = self._client.meta.endpoint_url
+                where = f"s3://{kwargs.get('Bucket', self._bucket)}/{kwargs.get('Key', kwargs.get('Prefix', ''))}"
+                raise PlatformError(f"object storage at {endpoint} is unreachable ({name} {where}): {exc}") from exc
+
+        return call
 
 
 def frame_to_parquet(frame: pd.DataFrame) -> bytes:
@@ -174,7 +214,8 @@ def s3_client(endpoint_url: str | None, aws_access_key_id: str | None, aws_secre
         aws_access_key_id=aws_access_key_id,
         aws_secret_access_key=aws_secret_access_key,
         region_name=region_name,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                      connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S),
     )
 
 
