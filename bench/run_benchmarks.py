@@ -195,18 +195,6 @@ def worker_parse(payload: dict) -> dict:
     }
 
 
-def _stage_calls(p, spec, run_date, settings, store) -> list[tuple[str, object]]:
-    """The stages in DAG order, called exactly as `mlplatform run` (cli.cmd_run) does."""
-    return [
-        ("land_raw", lambda: p.land_raw(spec, run_date, settings)),
-        ("build_features", lambda: p.build_features(spec, run_date, settings, store)),
-        ("validate_features", lambda: p.validate_features(spec, run_date, store)),
-        ("train_model", lambda: p.train_model(spec, run_date, store)),
-        ("monitor_drift", lambda: p.monitor_drift(spec, run_date, store)),
-        ("score_and_publish", lambda: p.score_and_publish(spec, run_date, store)),
-    ]
-
-
 def _stage_summary(name: str, out: dict) -> dict:
     keep = {"land_raw": ["rows_landed", "days_landed"], "build_features": ["rows"],
             "validate_features": ["evaluated"], "train_model": ["created", "wape", "baseline_wape"],
@@ -222,7 +210,7 @@ def _run_all_stages(spec, run_date, settings, store, fits: FitTimer) -> dict:
     from mlplatform import pipeline as p
 
     stages = {}
-    for name, call in _stage_calls(p, spec, run_date, settings, store):
+    for name, call in p.stage_calls(spec, run_date, settings, store):
         start = time.perf_counter()
         try:
             out = _stage_summary(name, call())

@@ -167,14 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.ensure_bucket()
     spec, run_date = get_spec(args.use_case), date.fromisoformat(args.run_date)
     timings = {}
-    for name, call in [
-        ("land_raw", lambda: p.land_raw(spec, run_date, settings)),
-        ("build_features", lambda: p.build_features(spec, run_date, settings, store)),
-        ("validate_features", lambda: p.validate_features(spec, run_date, store)),
-        ("train_model", lambda: p.train_model(spec, run_date, store)),
-        ("monitor_drift", lambda: p.monitor_drift(spec, run_date, store)),
-        ("score_and_publish", lambda: p.score_and_publish(spec, run_date, store)),
-    ]:
+    for name, call in p.stage_calls(spec, run_date, settings, store):
         start = time.perf_counter()
         call()
         timings[name] = round(time.perf_counter() - start, 2)

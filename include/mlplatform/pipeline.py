@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -288,6 +288,19 @@ def _drift_summary(store: ObjectStore, layout: Layout, run_date: date) -> dict |
     return {"drift_detected": drift["drift_detected"], "drifted_share": drift["drifted_share"],
             "drifted_columns": drift["drifted_columns"], "report_uri": drift["report_uri"],
             "summary_uri": store.uri(key)}
+
+
+def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings,
+                store: ObjectStore) -> list[tuple[str, Callable[[], dict]]]:
+    """The stages in DAG order as (task id, call) pairs: how to run a pipeline without Airflow."""
+    return [
+        ("land_raw", lambda: land_raw(spec, run_date, settings)),
+        ("build_features", lambda: build_features(spec, run_date, settings, store)),
+        ("validate_features", lambda: validate_features(spec, run_date, store)),
+        ("train_model", lambda: train_model(spec, run_date, store)),
+        ("monitor_drift", lambda: monitor_drift(spec, run_date, store)),
+        ("score_and_publish", lambda: score_and_publish(spec, run_date, store)),
+    ]
 
 
 def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:

@@ -46,11 +46,18 @@ def test_dag_has_tags_owner_retries_and_docs(dagbag, dag_id):
         assert t.retries >= 1, f"{t.task_id} has no retries"
 
 
-def test_demand_dag_chains_the_stages_in_order(dagbag):
+def test_demand_dag_chains_the_stages_in_order(dagbag, tmp_path):
+    from mlplatform.pipeline import stage_calls
+    from mlplatform.settings import load_settings
+    from mlplatform.spec import get_spec
+
     dag = dagbag.dags["demand_forecast"]
     order = ["land_raw", "build_features", "validate_features", "train_model", "monitor_drift",
              "score_and_publish"]
     assert [t.task_id for t in dag.topological_sort()] == order
+    # `mlplatform run` and the benchmarks run the same stages in the same order without Airflow
+    settings = load_settings({"MLPLATFORM_DATA_DIR": str(tmp_path)})
+    assert [name for name, _ in stage_calls(get_spec("demand_forecast"), None, settings, None)] == order
     assert dag.get_task("land_raw").pool == C.WAREHOUSE_POOL
     assert dag.get_task("build_features").pool == C.WAREHOUSE_POOL
 

@@ -74,14 +74,7 @@ STAGES: tuple[str, ...] = ("land_raw", "build_features", "validate_features", "t
 def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings,
                 store: ObjectStore) -> dict[str, Callable[[], dict]]:
     """Each Airflow task of the DAG, in DAG order, as a zero-argument call (Airflow-free)."""
-    return {
-        "land_raw": lambda: pipeline.land_raw(spec, run_date, settings),
-        "build_features": lambda: pipeline.build_features(spec, run_date, settings, store),
-        "validate_features": lambda: pipeline.validate_features(spec, run_date, store),
-        "train_model": lambda: pipeline.train_model(spec, run_date, store),
-        "monitor_drift": lambda: pipeline.monitor_drift(spec, run_date, store),
-        "score_and_publish": lambda: pipeline.score_and_publish(spec, run_date, store),
-    }
+    return dict(pipeline.stage_calls(spec, run_date, settings, store))
 
 
 def full_run(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore,

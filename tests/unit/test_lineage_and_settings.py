@@ -41,3 +41,4 @@ def test_production_profile_switches_the_dbt_target(tmp_path):
 def test_unknown_profile_is_rejected_with_the_valid_choices():
     with pytest.raises(ConfigError, match="use one of embedded, production"):
         load_settings({"MLPLATFORM_PROFILE": "staging"})
+
