@@ -107,3 +107,25 @@ def interval_coverage(actual: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> 
     if a.size == 0:
         return float("nan")
     return float(np.mean((a >= lo) & (a <= hi)))
+
+
+# ------------------------------------------------------------------------------- comparing two models
+
+HIGHER_IS_BETTER = frozenset({"roc_auc"})
+
+
+def relative_improvement(metric: str, candidate: float | None, reference: float | None) -> float:
+    """How much better ``candidate`` is than ``reference`` on ``metric``, as a fraction (> 0 = better).
+
+    Errors and losses (wape, mae, log_loss...): 1 - candidate / reference. Scores where higher is
+    better (roc_auc): candidate / reference - 1. ``nan`` when either value is missing or the reference
+    is 0, so the gate never promotes on an undefined comparison.
+    """
+    import math
+
+    if candidate is None or reference is None:
+        return float("nan")
+    c, r = float(candidate), float(reference)
+    if not (math.isfinite(c) and math.isfinite(r)) or r == 0:
+        return float("nan")
+    return c / r - 1.0 if metric in HIGHER_IS_BETTER else 1.0 - c / r

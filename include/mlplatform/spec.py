@@ -11,7 +11,7 @@ import json
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,20 +26,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceSpec(_Strict):
-    """Where raw data comes from. ``generator`` names a registered synthetic source (see datagen)."""
+IDENT_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+RELATION_PATTERN = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$"
 
-    generator: Literal["retail_sales"]
-    history_start: date = Field(description="First day of raw history landed before the first run.")
+Kind = Literal["forecast", "regression", "classification"]
+Frequency = Literal["daily", "weekly", "monthly", "quarterly"]
+Metric = Literal["wape", "mase", "mae", "rmse", "log_loss", "brier", "roc_auc"]
+
+# Primary metric per kind when the spec does not name one; see metrics.HIGHER_IS_BETTER for direction.
+DEFAULT_METRIC: dict[str, str] = {"forecast": "wape", "regression": "mae", "classification": "log_loss"}
+METRICS_BY_KIND: dict[str, frozenset[str]] = {
+    "forecast": frozenset({"wape", "mase"}),
+    "regression": frozenset({"mae", "rmse", "wape"}),
+    "classification": frozenset({"log_loss", "brier", "roc_auc"}),
+}
+
+
+class SourceSpec(_Strict):
+    """Where raw data comes from.
+
+    ``type: generator`` lands a registered, seeded synthetic source (see ``datagen.SOURCES``) day by day;
+    ``type: warehouse`` means an external loader (Fivetran, Airbyte, a COPY job...) already fills
+    ``table`` in the warehouse, and ``land_raw`` only checks that it holds rows up to the run date.
+    """
+
+    type: Literal["generator", "warehouse"] = "generator"
+    generator: str | None = Field(default=None, pattern=IDENT_PATTERN,
+                                  description="Registered synthetic source (type: generator).")
+    history_start: date = Field(description="First day of raw history.")
     params: dict[str, Any] = Field(default_factory=dict, description="Generator keyword arguments.")
+    table: str | None = Field(default=None, pattern=RELATION_PATTERN,
+                              description="schema.table loaded by an external tool (type: warehouse).")
+    date_column: str | None = Field(default=None, pattern=IDENT_PATTERN,
+                                    description="Date column of `table` used for the readiness check.")
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> SourceSpec:
+        if self.type == "generator" and not self.generator:
+            raise ValueError("type 'generator' needs 'generator' (the name of a registered synthetic source)")
+        if self.type == "warehouse" and not (self.table and self.date_column):
+            raise ValueError("type 'warehouse' needs 'table' (schema.table) and 'date_column'")
+        return self
 
 
 class TransformSpec(_Strict):
     """Which dbt nodes build this use case's features."""
 
-    select: str = Field(description="dbt node selection for `dbt build --select`.")
-    features_model: str = Field(description="Mart with one row per series and date (features and target).")
-    calendar_model: str = Field(description="Mart with one row per calendar date, covering the horizon.")
+    select: str = Field(pattern=r"^[A-Za-z0-9_+@:.,* -]+$",
+                        description="dbt node selection for `dbt build --select`.")
+    features_model: str = Field(pattern=IDENT_PATTERN,
+                                description="Mart with one row per series (or entity) and date.")
+    calendar_model: str | None = Field(
+        default=None, pattern=IDENT_PATTERN,
+        description="Mart with one row per period date covering the horizon (forecast kind).")
 
 
 class ValidationSpec(_Strict):
@@ -47,16 +86,23 @@ class ValidationSpec(_Strict):
     sample_size: int = Field(default=5, ge=1, le=100, description="Offending values quoted per failure.")
 
 
+_Col = Annotated[str, Field(pattern=IDENT_PATTERN)]
+
+
 class FeatureSpec(_Strict):
-    time_column: str
-    series_keys: list[str] = Field(min_length=1)
-    target: str
-    numeric: list[str] = Field(min_length=1)
-    categorical: list[str] = Field(default_factory=list)
-    calendar: list[str] = Field(
+    """Columns of the features mart. For non-daily frequencies ``time_column`` holds the period's last
+    day (week ending, month end, quarter end), so 'rows up to the run date' means complete periods."""
+
+    time_column: _Col
+    series_keys: list[_Col] = Field(
+        min_length=1, description="Series (forecast) or entity (regression/classification) id columns.")
+    target: _Col
+    numeric: list[_Col] = Field(min_length=1)
+    categorical: list[_Col] = Field(default_factory=list)
+    calendar: list[_Col] = Field(
         default_factory=list, description="Columns of the calendar model joined on the target date."
     )
-    censored_flag: str | None = Field(
+    censored_flag: _Col | None = Field(
         default=None, description="Boolean column marking rows whose target is censored (e.g. stock-out)."
     )
 
@@ -71,10 +117,11 @@ class FeatureSpec(_Strict):
 
 class ModelSpec(_Strict):
     estimator: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
-    params: dict[str, Any] = Field(default_factory=dict, description="HistGradientBoostingRegressor kwargs.")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="HistGradientBoostingRegressor/Classifier kwargs.")
     quantiles: list[float] = Field(default=[0.1, 0.5, 0.9], min_length=1)
-    training_window_days: int = Field(default=730, ge=28)
-    origin_stride_days: int = Field(default=1, ge=1, description="Use every n-th day as a training origin.")
+    training_window: int = Field(default=730, ge=4, description="Periods of history used to train.")
+    origin_stride: int = Field(default=1, ge=1, description="Use every n-th period as a training origin.")
     max_training_rows: int | None = Field(
         default=20_000, ge=1_000,
         description="Seeded sample cap per fit (backtest folds and final model alike); null = no cap.",
@@ -95,14 +142,57 @@ class ForecastSpec(_Strict):
     horizon: int = Field(ge=1, le=366, description="Periods ahead forecast from each origin.")
 
 
+class TabularSpec(_Strict):
+    """Regression and classification: one row per entity and observation date; the label is known
+    ``label_delay_days`` after the observation (e.g. 'defaulted within 90 days')."""
+
+    label_delay_days: int = Field(default=0, ge=0, description="Days after the observation the label is known.")
+    calibration: Literal["isotonic", "sigmoid", "none"] = Field(
+        default="isotonic", description="Probability calibration (classification).")
+    score_lookback_days: int = Field(
+        default=31, ge=1, description="Score each entity's latest row observed within this many days.")
+
+
 class BacktestSpec(_Strict):
     folds: int = Field(default=3, ge=1, le=52)
-    fold_step_days: int = Field(default=14, ge=1)
-    season_length: int = Field(default=7, ge=1, description="Seasonal-naive baseline period.")
+    fold_step: int = Field(default=14, ge=1, description="Periods (days for tabular kinds) between folds.")
+    season_length: int = Field(default=7, ge=1, description="Seasonal-naive baseline period (forecast).")
+    metric: Metric | None = Field(default=None, description="Gate metric; default by kind (wape/mae/log_loss).")
     min_improvement: float = Field(
         default=0.0, ge=0.0, lt=1.0,
-        description="Required relative WAPE improvement over the baseline to promote (0.05 = 5 %).",
+        description="Required relative improvement of the gate metric over the baseline (0.05 = 5 %).",
     )
+    champion_margin: float = Field(
+        default=0.0, ge=0.0, lt=1.0,
+        description="Required relative improvement over the current champion on the same window.",
+    )
+
+
+class RetrainSpec(_Strict):
+    """When a run retrains. Any trigger suffices; a day with none scores with the current champion."""
+
+    every_days: int | None = Field(default=7, ge=1, description="Retrain when the champion is this old; null = never.")
+    on_drift: bool = True
+    on_accuracy_decay: bool = True
+
+
+class AccuracySpec(_Strict):
+    """Realised accuracy of published outputs once actuals arrive, and when it counts as decayed."""
+
+    lookback_days: int = Field(default=28, ge=1, description="Published run dates re-scored each run.")
+    max_wape: float | None = Field(default=None, gt=0, description="Absolute realised-WAPE alert threshold.")
+    max_decay: float = Field(
+        default=0.25, gt=0.0,
+        description="Alert when realised error exceeds the backtest error by this fraction (0.25 = 25 %).")
+    min_rows: int = Field(default=50, ge=1, description="Fewer realised rows than this never alerts.")
+
+
+class RollupSpec(_Strict):
+    """A table derived from every published partition by the downstream consumer DAG."""
+
+    name: str = Field(pattern=IDENT_PATTERN)
+    period: Literal["week", "month", "quarter"] = "month"
+    group_by: list[_Col] = Field(default_factory=list, description="Keys kept (others are summed over).")
 
 
 class MonitoringSpec(_Strict):
@@ -115,6 +205,7 @@ class MonitoringSpec(_Strict):
 
 class PublishSpec(_Strict):
     chunk_rows: int = Field(default=100_000, ge=1_000, description="Rows per Parquet part (bounds memory).")
+    rollups: list[RollupSpec] = Field(default_factory=list, description="Consumer tables built per partition.")
 
 
 class UseCaseSpec(_Strict):
@@ -124,8 +215,8 @@ class UseCaseSpec(_Strict):
     owner: str
     consumers: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
-    kind: Literal["forecast"]
-    frequency: Literal["daily"] = "daily"
+    kind: Kind
+    frequency: Frequency = "daily"
     schedule: str | None = "@daily"
     start_date: date
     catchup: bool = False
@@ -136,10 +227,45 @@ class UseCaseSpec(_Strict):
     validation: ValidationSpec
     features: FeatureSpec
     model: ModelSpec = ModelSpec()
-    forecast: ForecastSpec
+    forecast: ForecastSpec | None = None
+    tabular: TabularSpec | None = None
     backtest: BacktestSpec = BacktestSpec()
+    retrain: RetrainSpec = RetrainSpec()
+    accuracy: AccuracySpec = AccuracySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     publish: PublishSpec = PublishSpec()
+    approval: Literal["none", "required"] = "none"
+
+    @model_validator(mode="after")
+    def _sections_for_kind(self) -> UseCaseSpec:
+        if self.kind == "forecast":
+            if self.forecast is None:
+                raise ValueError("kind 'forecast' needs a 'forecast' section with 'horizon'")
+            if not self.transform.calendar_model:
+                raise ValueError("kind 'forecast' needs 'transform.calendar_model' (calendar of the horizon)")
+        elif self.tabular is None:
+            raise ValueError(f"kind '{self.kind}' needs a 'tabular' section (label_delay_days, ...)")
+        if self.kind != "forecast" and self.forecast is not None:
+            raise ValueError(f"kind '{self.kind}' takes no 'forecast' section (that is for kind 'forecast')")
+        if self.backtest.metric and self.backtest.metric not in METRICS_BY_KIND[self.kind]:
+            raise ValueError(f"backtest.metric '{self.backtest.metric}' does not apply to kind '{self.kind}'; "
+                             f"use one of {sorted(METRICS_BY_KIND[self.kind])}")
+        for rollup in self.publish.rollups:
+            unknown = set(rollup.group_by) - set(self.features.series_keys)
+            if unknown:
+                raise ValueError(f"publish.rollups '{rollup.name}': group_by {sorted(unknown)} are not "
+                                 f"series_keys {self.features.series_keys}")
+        return self
+
+    @property
+    def gate_metric(self) -> str:
+        """The metric the promotion gate compares (the spec's, or the kind's default)."""
+        return self.backtest.metric or DEFAULT_METRIC[self.kind]
+
+    @property
+    def horizon(self) -> int:
+        """Periods forecast ahead (forecast kind); 0 for tabular kinds, which score the present."""
+        return self.forecast.horizon if self.forecast else 0
 
     @property
     def dag_id(self) -> str:
@@ -184,12 +310,37 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _known_fields(loc: tuple) -> list[str]:
+    """Field names allowed next to the field at ``loc`` (walks the spec models; [] if unknown)."""
+    model: Any = UseCaseSpec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        for arg in getattr(model, "__args__", ()):  # Optional[X] / list[X]: take the model inside
+            if hasattr(arg, "model_fields"):
+                model = arg
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _unknown_field_hint(loc: tuple) -> str:
+    import difflib
+
+    known = _known_fields(loc)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown field: did you mean '{close[0]}'? (remove it or fix its spelling)"
+    return f"unknown field: remove it (allowed here: {', '.join(known)})" if known else \
+        "unknown field: remove it or fix its spelling"
+
+
 def _format_error(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: invalid use-case spec ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "<top level>"
         if err["type"] == "extra_forbidden":
-            hint = "unknown field: remove it or fix its spelling"
+            hint = _unknown_field_hint(err["loc"])
         elif err["type"] == "missing":
             hint = "required field is missing: add it"
         else:
