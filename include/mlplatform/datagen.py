@@ -445,22 +445,18 @@ def inject_faults(sales: pd.DataFrame, fault: str, rate: float, seed: int) -> pd
 # --------------------------------------------------------------------------------------------- sources
 
 
-def source_params(spec_source: SourceSpec) -> dict[str, Any]:
-    """Generator kwargs from ``spec.source.params``; SpecError names any unknown or missing parameter."""
-    params = dict(spec_source.params)
+def _retail_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Validated retail generator kwargs; ValueError names any unknown, missing or bad parameter."""
+    params = dict(params)
     unknown = sorted(set(params) - set(_SALES_PARAMS))
     if unknown:
-        raise SpecError(f"source.params: unknown parameter(s) {unknown} for generator "
-                        f"{spec_source.generator!r}; valid: {', '.join(_SALES_PARAMS)}")
+        raise ValueError(f"unknown parameter(s) {unknown}; valid: {', '.join(_SALES_PARAMS)}")
     missing = sorted({"n_stores", "n_skus", "seed"} - set(params))
     if missing:
-        raise SpecError(f"source.params: missing required parameter(s) {missing} for generator {spec_source.generator!r}")
-    try:
-        params["drift_start"] = _as_date(params.get("drift_start"), "drift_start")
-        _series(_check_count("n_stores", params["n_stores"]), _check_count("n_skus", params["n_skus"]),
-                _check_seed(params["seed"]))
-    except ValueError as exc:
-        raise SpecError(f"source.params: {exc}") from None
+        raise ValueError(f"missing required parameter(s) {missing}")
+    params["drift_start"] = _as_date(params.get("drift_start"), "drift_start")
+    _series(_check_count("n_stores", params["n_stores"]), _check_count("n_skus", params["n_skus"]),
+            _check_seed(params["seed"]))
     return params
 
 
@@ -469,49 +465,93 @@ def _retail_dimensions(params: dict[str, Any]) -> dict[str, pd.DataFrame]:
             "products": generate_products(params["n_skus"], params["seed"])}
 
 
-def _retail_sales_chunks(params: dict[str, Any], start: date, end: date, chunk_days: int) -> Iterator[pd.DataFrame]:
-    return iter_sales(start, end, chunk_days=chunk_days, **params)
+def _retail_sales_chunks(params: dict[str, Any], start: date, end: date,
+                         chunk_days: int) -> Iterator[dict[str, pd.DataFrame]]:
+    for frame in iter_sales(start, end, chunk_days=chunk_days, **params):
+        yield {"retail_sales": frame}
 
 
 @dataclass(frozen=True)
 class Source:
-    """A registered raw source: dimension tables plus a chunked fact table."""
+    """A registered synthetic raw source: dimension tables plus dated fact tables, landed day by day.
 
-    fact_table: str
+    ``facts`` maps each fact table to its date column; the first is the primary one. ``fact_chunks``
+    yields {table: rows} for consecutive day ranges; every value must depend only on (params, day), so
+    landing a range twice or in other chunks gives the same rows (see the module docstring).
+    """
+
+    facts: dict[str, str]
+    check_params: Callable[[dict[str, Any]], dict[str, Any]]
     dimensions: Callable[[dict[str, Any]], dict[str, pd.DataFrame]]
-    fact_chunks: Callable[[dict[str, Any], date, date, int], Iterator[pd.DataFrame]]
+    fact_chunks: Callable[[dict[str, Any], date, date, int], Iterator[dict[str, pd.DataFrame]]]
+
+    @property
+    def primary(self) -> tuple[str, str]:
+        return next(iter(self.facts.items()))
 
 
-SOURCES: dict[str, Source] = {
-    "retail_sales": Source("retail_sales", _retail_dimensions, _retail_sales_chunks),
+# Registered sources. A string value "module:ATTRIBUTE" is imported on first use, so a source module's
+# dependencies load only when that source is landed (never at DAG parse time).
+SOURCES: dict[str, Source | str] = {
+    "retail_sales": Source({"retail_sales": "sales_date"}, _retail_params, _retail_dimensions,
+                           _retail_sales_chunks),
+    "revenue_ledger": "mlplatform.synthetic.revenue_ledger:SOURCE",
+    "credit_customers": "mlplatform.synthetic.credit_customers:SOURCE",
 }
 
 
+def get_source(name: str) -> Source:
+    """The registered source called ``name``; SpecError lists the known ones."""
+    import importlib
+
+    entry = SOURCES.get(name)
+    if entry is None:
+        raise SpecError(f"source.generator {name!r} is not registered; known: {sorted(SOURCES)}")
+    if isinstance(entry, str):
+        module, attr = entry.split(":")
+        entry = getattr(importlib.import_module(module), attr)
+    return entry
+
+
 def _source(spec_source: SourceSpec) -> Source:
+    if spec_source.type != "generator" or not spec_source.generator:
+        raise SpecError("source: only sources of type 'generator' are generated; "
+                        f"type {spec_source.type!r} is loaded by an external tool")
+    return get_source(spec_source.generator)
+
+
+def source_params(spec_source: SourceSpec) -> dict[str, Any]:
+    """Generator kwargs from ``spec.source.params``; SpecError names any unknown or missing parameter."""
     try:
-        return SOURCES[spec_source.generator]
-    except KeyError:
-        raise SpecError(f"source.generator {spec_source.generator!r} is not registered; known: {sorted(SOURCES)}") from None
+        return _source(spec_source).check_params(spec_source.params)
+    except ValueError as exc:
+        raise SpecError(f"source.params: {exc} (generator {spec_source.generator!r})") from None
 
 
 def dimension_tables(spec_source: SourceSpec) -> dict[str, pd.DataFrame]:
-    """{"stores": ..., "products": ...} for the spec's source parameters."""
+    """Dimension tables (e.g. {"stores": ..., "products": ...}) for the spec's source parameters."""
     return _source(spec_source).dimensions(source_params(spec_source))
 
 
-def fact_chunks(spec_source: SourceSpec, start: date, end: date, chunk_days: int = DEFAULT_CHUNK_DAYS) -> Iterator[pd.DataFrame]:
-    """The fact table for [start, end] in chunks (what warehouse.land_source inserts)."""
+def fact_chunks(spec_source: SourceSpec, start: date, end: date,
+                chunk_days: int = DEFAULT_CHUNK_DAYS) -> Iterator[dict[str, pd.DataFrame]]:
+    """The fact tables for [start, end] in chunks of {table: rows} (what warehouse.land_source inserts)."""
     return _source(spec_source).fact_chunks(source_params(spec_source), start, end, chunk_days)
 
 
 def source_tables(spec_source: SourceSpec, start: date, end: date) -> dict[str, pd.DataFrame]:
-    """{"retail_sales": ..., "stores": ..., "products": ...} for [start, end] from ``spec.source``."""
+    """Every raw table of the source for [start, end] (e.g. {"retail_sales", "stores", "products"})."""
     import pandas as pd
 
     src = _source(spec_source)
-    chunks = list(fact_chunks(spec_source, start, end))
-    facts = pd.concat(chunks, ignore_index=True) if chunks else _empty_sales()
-    return {src.fact_table: facts, **dimension_tables(spec_source)}
+    parts: dict[str, list[pd.DataFrame]] = {table: [] for table in src.facts}
+    for chunk in fact_chunks(spec_source, start, end):
+        for table, frame in chunk.items():
+            parts[table].append(frame)
+    facts = {t: pd.concat(f, ignore_index=True) if f else None for t, f in parts.items()}
+    if facts.get("retail_sales") is None and "retail_sales" in facts:
+        facts["retail_sales"] = _empty_sales()
+    return {**{t: f for t, f in facts.items() if f is not None}, **dimension_tables(spec_source)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,3 +129,115 @@ def relative_improvement(metric: str, candidate: float | None, reference: float 
     if not (math.isfinite(c) and math.isfinite(r)) or r == 0:
         return float("nan")
     return c / r - 1.0 if metric in HIGHER_IS_BETTER else 1.0 - c / r
+
+
+# ------------------------------------------------------------------- regression and classification
+
+PROBABILITY_EPS = 1e-15
+CALIBRATION_BINS = 10
+
+
+def mae(actual: ArrayLike, forecast: ArrayLike) -> float:
+    """Mean absolute error, in the target's unit. ``nan`` when no finite pair exists."""
+    import numpy as np
+
+    a, f = _aligned(actual, forecast)
+    return float(np.mean(np.abs(f - a))) if a.size else float("nan")
+
+
+def rmse(actual: ArrayLike, forecast: ArrayLike) -> float:
+    """Root mean squared error: like MAE but large misses weigh more. ``nan`` when no finite pair exists."""
+    import numpy as np
+
+    a, f = _aligned(actual, forecast)
+    return float(np.sqrt(np.mean((f - a) ** 2))) if a.size else float("nan")
+
+
+def _binary_labels(actual: np.ndarray, metric: str) -> np.ndarray:
+    """Labels as a boolean array; anything but 0/1 is a caller bug, not something to guess about."""
+    import numpy as np
+
+    if not np.isin(actual, (0.0, 1.0)).all():
+        raise ValueError(f"{metric} needs 0/1 labels, got values {sorted(set(actual.tolist()))[:5]}")
+    return actual == 1.0
+
+
+def log_loss(actual: ArrayLike, probability: ArrayLike) -> float:
+    """Mean negative log-likelihood of 0/1 labels under the predicted probabilities of class 1.
+
+    Probabilities are clipped to [1e-15, 1 - 1e-15] (as sklearn does), so one confident miss costs
+    about 34.5 instead of making the whole metric infinite. ``nan`` when no finite pair exists.
+    """
+    import numpy as np
+
+    y, p = _aligned(actual, probability)
+    if y.size == 0:
+        return float("nan")
+    positive = _binary_labels(y, "log_loss")
+    p = np.clip(p, PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+    return float(-np.mean(np.where(positive, np.log(p), np.log1p(-p))))
+
+
+def brier(actual: ArrayLike, probability: ArrayLike) -> float:
+    """Brier score: mean squared difference between probability and 0/1 label (bounded, unlike log loss).
+
+    ``nan`` when no finite pair exists.
+    """
+    import numpy as np
+
+    y, p = _aligned(actual, probability)
+    if y.size == 0:
+        return float("nan")
+    _binary_labels(y, "brier")
+    return float(np.mean((p - y) ** 2))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (what the Mann-Whitney statistic needs)."""
+    import numpy as np
+
+    order = np.argsort(values, kind="mergesort")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(values.size, dtype=float)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def roc_auc(actual: ArrayLike, score: ArrayLike) -> float:
+    """Area under the ROC curve: probability that a random positive scores above a random negative.
+
+    Computed from ranks (Mann-Whitney U), ties counting one half, so it is O(n log n) and exact.
+    ``nan`` when only one class is present: ranking needs both, and 0.5 would look like a real value.
+    """
+    y, s = _aligned(actual, score)
+    if y.size == 0:
+        return float("nan")
+    positive = _binary_labels(y, "roc_auc")
+    n_pos = int(positive.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = float(_average_ranks(s)[positive].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def expected_calibration_error(actual: ArrayLike, probability: ArrayLike, n_bins: int = CALIBRATION_BINS) -> float:
+    """Mean |observed rate - mean probability| over equal-width probability bins, weighted by bin size.
+
+    0 means that among rows predicted at about p, a share p were positive: what a consumer who reads
+    the probability as a rate relies on. Probabilities are clipped to [0, 1]; 1.0 falls in the last
+    bin. ``nan`` when no finite pair exists.
+    """
+    import numpy as np
+
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    y, p = _aligned(actual, probability)
+    if y.size == 0:
+        return float("nan")
+    _binary_labels(y, "expected_calibration_error")
+    p = np.clip(p, 0.0, 1.0)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
+    return float(gap.sum() / count.sum())

@@ -124,10 +124,18 @@ def _raise_on_failure(res: Any, what: str) -> None:
     raise TransformError(f"{what} failed ({len(failures)} node(s) failed, {skipped} skipped):\n{detail}")
 
 
+PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92}
+
+
+def horizon_days(spec: UseCaseSpec) -> int:
+    """Calendar days past the run date the calendar marts must cover (at least 1 for tabular kinds)."""
+    return max(1, spec.horizon * PERIOD_DAYS[spec.frequency])
+
+
 def run_dbt_build(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
     """``dbt build`` of the use case's selection as of ``run_date``; TransformError names failed nodes."""
     target = target_dir(settings)
-    dbt_vars = {"run_date": run_date.isoformat(), "horizon_days": spec.forecast.horizon}
+    dbt_vars = {"run_date": run_date.isoformat(), "horizon_days": horizon_days(spec)}
     args = ["build", "--select", *spec.transform.select.split(), "--vars", json.dumps(dbt_vars),
             *_common_args(settings, target)]
     started = time.monotonic()

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 # Target schema of the dbt project (profiles.yml `schema:`); every model and seed is built in it.
 DBT_SCHEMA = "analytics"
-FACT_TABLE = f"{C.RAW_SCHEMA}.retail_sales"
+LANDED_TABLE = f"{C.RAW_SCHEMA}._landed_days"
+LANDED_DDL = f"create table if not exists {LANDED_TABLE} (source varchar not null, day date not null, rows bigint not null)"
 LAND_CHUNK_DAYS = 90
 LOCK_ATTEMPTS = 60
 LOCK_WAIT_S = 0.5
@@ -107,8 +108,21 @@ def connect(path: Path, *, read_only: bool = False, attempts: int | None = None,
 
 def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create schema if not exists {C.RAW_SCHEMA}")
+    con.execute(LANDED_DDL)
     for ddl in _RAW_DDL.values():
         con.execute(ddl)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [C.RAW_SCHEMA, table]).fetchone()[0])
+
+
+def _create_like(con: duckdb.DuckDBPyConnection, table: str, view: str) -> None:
+    """Tables of a source without a declared DDL take the column types of their first landed rows."""
+    if not _table_exists(con, table):
+        con.execute(f"create table {C.RAW_SCHEMA}.{table} as select * from {view} where false")
 
 
 def _replace_dimensions(con: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
@@ -116,20 +130,34 @@ def _replace_dimensions(con: duckdb.DuckDBPyConnection, tables: dict[str, pd.Dat
     for name, frame in tables.items():
         view = f"_land_{name}"
         con.register(view, frame)
+        _create_like(con, name, view)
         con.execute(f"delete from {C.RAW_SCHEMA}.{name}")
         con.execute(f"insert into {C.RAW_SCHEMA}.{name} by name select * from {view}")
         con.unregister(view)
 
 
-def _missing_days(con: duckdb.DuckDBPyConnection, start: date, end: date) -> list[date]:
-    """Days in [start, end] without any row in the fact table (landed days are never touched again)."""
+def _landed_days(con: duckdb.DuckDBPyConnection, source: str, table: str, date_column: str,
+                 start: date, end: date) -> set[date]:
+    """Days already landed: those with rows in the primary table, plus days recorded as landed empty.
+
+    Recording empty days matters for sparse sources (a ledger has no postings on Sundays): such a day is
+    landed once, not regenerated on every run. A day that had rows and lost them (deleted by an
+    operator to force a reload) counts as missing and is landed again.
+    """
+    days = {row[0] for row in con.execute(
+        f"select day from {LANDED_TABLE} where source = ? and rows = 0 and day between ? and ?",
+        [source, start, end]).fetchall()}
+    if _table_exists(con, table):
+        days |= {row[0] for row in con.execute(
+            f"select distinct cast({date_column} as date) from {C.RAW_SCHEMA}.{table} "
+            f"where {date_column} between ? and ?", [start, end]).fetchall()}
+    return days
+
+
+def _missing_days(landed: set[date], start: date, end: date) -> list[date]:
+    """Days in [start, end] not landed yet (landed days are never touched again)."""
     if end < start:
         return []
-    landed = {
-        row[0] for row in con.execute(
-            f"select distinct sales_date from {FACT_TABLE} where sales_date between ? and ?", [start, end]
-        ).fetchall()
-    }
     return [d for d in (start + timedelta(days=i) for i in range((end - start).days + 1)) if d not in landed]
 
 
@@ -144,14 +172,27 @@ def _runs(days: list[date], max_len: int) -> list[tuple[date, date]]:
     return runs
 
 
-def _insert_facts(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+def _insert_facts(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    if frame.empty:
+        return 0
     con.register("_land_facts", frame)
-    con.execute(
-        f"insert into {FACT_TABLE} select cast(sales_date as date), store_id, sku_id, units_sold, "
-        "unit_price, list_price, on_promotion, stockout_flag from _land_facts"
-    )
+    _create_like(con, table, "_land_facts")
+    con.execute(f"insert into {C.RAW_SCHEMA}.{table} by name select * from _land_facts")
     con.unregister("_land_facts")
     return len(frame)
+
+
+def _record_landed(con: duckdb.DuckDBPyConnection, source: str, table: str, date_column: str,
+                   lo: date, hi: date) -> None:
+    """Row counts per landed day of the primary table (0 marks a day that is legitimately empty)."""
+    con.execute(f"delete from {LANDED_TABLE} where source = ? and day between ? and ?", [source, lo, hi])
+    counts = (f"select cast({date_column} as date) as day, count(*) as n from {C.RAW_SCHEMA}.{table} "
+              f"where {date_column} between ? and ? group by 1") if _table_exists(con, table) else \
+        "select null::date as day, 0 as n where false"
+    params = [lo, hi] if _table_exists(con, table) else []
+    con.execute(f"insert into {LANDED_TABLE} select ?, cast(d as date), coalesce(c.n, 0) from "
+                "generate_series(cast(? as date), cast(? as date), interval 1 day) t(d) "
+                f"left join ({counts}) c on c.day = cast(t.d as date)", [source, lo, hi, *params])
 
 
 def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
@@ -159,10 +200,15 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
 
     Only missing days are generated and inserted, all in one transaction, so reruns and backfills are
     cheap and raw data already landed stays byte-for-byte intact. A run for an earlier date than
-    already landed lands nothing (dbt applies the as-of filter on run_date).
+    already landed lands nothing (dbt applies the as-of filter on run_date). A ``warehouse`` source is
+    loaded by an external tool: it is only checked for readiness.
     """
+    if spec.source.type == "warehouse":
+        return check_external_source(spec, run_date, settings)
     from mlplatform import datagen
 
+    source = datagen.get_source(spec.source.generator)
+    table, date_column = source.primary
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with connect(settings.duckdb_path) as con:
@@ -170,17 +216,49 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
         try:
             _ensure_raw_tables(con)
             _replace_dimensions(con, datagen.dimension_tables(spec.source))
-            missing = _missing_days(con, spec.source.history_start, run_date)
+            landed = _landed_days(con, spec.source.generator, table, date_column,
+                                  spec.source.history_start, run_date)
+            missing = _missing_days(landed, spec.source.history_start, run_date)
             for lo, hi in _runs(missing, LAND_CHUNK_DAYS):
-                for frame in datagen.fact_chunks(spec.source, lo, hi, LAND_CHUNK_DAYS):
-                    rows += _insert_facts(con, frame)
+                for chunk in datagen.fact_chunks(spec.source, lo, hi, LAND_CHUNK_DAYS):
+                    rows += sum(_insert_facts(con, t, frame) for t, frame in chunk.items())
+                _record_landed(con, spec.source.generator, table, date_column, lo, hi)
             con.commit()
         except BaseException:
             con.rollback()
             raise
     return {"rows_landed": rows, "days_landed": len(missing),
             "first_missing": missing[0].isoformat() if missing else None,
-            "last_day": run_date.isoformat(), "table": FACT_TABLE}
+            "last_day": run_date.isoformat(), "table": f"{C.RAW_SCHEMA}.{table}",
+            "tables": [f"{C.RAW_SCHEMA}.{t}" for t in source.facts]}
+
+
+def check_external_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
+    """Readiness of a table an external loader fills: it must hold rows dated ``run_date`` or later.
+
+    Running on a source that has not caught up would silently train and score on stale data, so it is
+    an error naming the table, its latest date and the run date (the task retries; a later run succeeds).
+    """
+    from mlplatform.errors import DataQualityError
+
+    table, column = spec.source.table, spec.source.date_column
+    if not (_RELATION.match(table or "") and re.fullmatch(_IDENT, column or "")):
+        raise PlatformError(f"source.table/date_column are not identifiers: {table!r}, {column!r}")
+    with connect(settings.duckdb_path, read_only=True) as con:
+        schema, name = table.split(".")
+        exists = con.execute("select count(*) from information_schema.tables where table_schema = ? "
+                             "and table_name = ?", [schema, name]).fetchone()[0]
+        if not exists:
+            raise DataQualityError(f"{spec.name}: source table {table} does not exist in the warehouse "
+                                   f"{settings.duckdb_path}; load it before running the pipeline")
+        latest, rows = con.execute(
+            f"select max(cast({column} as date)), count(*) from {table} where {column} <= ?",
+            [run_date]).fetchone()
+    if latest is None or latest < run_date:
+        raise DataQualityError(f"{spec.name}: source table {table} is not ready for {run_date}: latest "
+                               f"{column} is {latest}; the loader has not delivered that day yet")
+    return {"rows_landed": 0, "days_landed": 0, "first_missing": None, "last_day": run_date.isoformat(),
+            "table": table, "rows_as_of": int(rows), "external": True}
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -43,7 +43,8 @@ def test_land_source_lands_history_once(spec: UseCaseSpec, settings: Settings) -
     run_date = HISTORY_START + timedelta(days=29)
     first = warehouse.land_source(spec, run_date, settings)
     assert first == {"rows_landed": 30 * 6, "days_landed": 30, "first_missing": "2024-01-01",
-                     "last_day": run_date.isoformat(), "table": "raw.retail_sales"}
+                     "last_day": run_date.isoformat(), "table": "raw.retail_sales",
+                     "tables": ["raw.retail_sales"]}
     assert settings.duckdb_path.is_file()
     before = _raw_fingerprint(settings)
     again = warehouse.land_source(spec, run_date, settings)

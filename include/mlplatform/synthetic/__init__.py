@@ -1,0 +1,1 @@
+"""Seeded synthetic raw sources besides retail sales (registered in ``mlplatform.datagen.SOURCES``)."""
