@@ -108,7 +108,8 @@ def cmd_specs(_: argparse.Namespace) -> int:
 
     specs, errors = load_all_specs()
     for spec in specs:
-        print(f"ok      {spec.name} ({spec.kind}, {spec.frequency}, horizon {spec.forecast.horizon})")
+        horizon = f", horizon {spec.horizon}" if spec.horizon else ""
+        print(f"ok      {spec.name} ({spec.kind}, {spec.frequency}{horizon})")
     for message in errors.values():
         print(f"INVALID {message}", file=sys.stderr)
     return 1 if errors else 0
@@ -125,23 +126,41 @@ def _store_from_env():
     return settings, ObjectStore(client_from_connection_uri(os.environ[var]), settings.bucket)
 
 
+def _num(value, fmt: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _backtest_lines(bt: dict) -> list[str]:
+    metric = bt.get("metric", "wape")
+    model, base = bt["model"], bt["baseline"]
+    names = [n for n in ("wape", "mase", "bias", "coverage", "log_loss", "brier", "roc_auc", "calibration_error",
+                         "mae", "rmse") if n in model]
+    return [f"backtest        gate metric {metric}: model {_num(model.get(metric))} vs baseline "
+            f"{_num(base.get(metric))}",
+            "                model    " + "  ".join(f"{n} {_num(model.get(n))}" for n in names),
+            "                baseline " + "  ".join(f"{n} {_num(base.get(n))}" for n in names if n in base)]
+
+
 def format_summary(summary: dict) -> str:
-    bt = summary["backtest"]
     drift = summary["drift"] or {}
+    retrain = summary.get("retrain") or {}
+    acc = summary.get("accuracy") or {}
+    triggers = "; ".join(t["trigger"] for t in retrain.get("triggers", [])) or "none (champion kept)"
     lines = [
-        f"use case        {summary['use_case']}   run date {summary['run_date']}",
-        f"forecasts       {summary['forecasts_uri']}  ({summary['rows']} rows in {summary['files']} file(s))",
+        f"use case        {summary['use_case']} ({summary.get('kind', 'forecast')})   run date {summary['run_date']}",
+        f"published       {summary['forecasts_uri']}  ({summary['rows']} rows in {summary['files']} file(s))",
         f"model version   {summary['model_version']}",
-        "backtest        model WAPE {m[wape]:.3f}  MASE {m[mase]:.3f}  bias {m[bias]:+.3f}  P10-P90 coverage "
-        "{m[coverage]:.1%}".format(m=bt["model"]),
-        "                seasonal-naive WAPE {b[wape]:.3f}  MASE {b[mase]:.3f}  bias {b[bias]:+.3f}".format(
-            b=bt["baseline"]),
+        *_backtest_lines(summary["backtest"]),
         f"validation      {'passed' if summary['validation']['success'] else 'FAILED'} "
         f"({summary['validation']['result_uri']})",
         f"drift           {'DRIFT DETECTED' if drift.get('drift_detected') else 'no drift'} "
         f"(share of drifted columns {drift.get('drifted_share', float('nan')):.2f}"
         f"{': ' + ', '.join(drift['drifted_columns']) if drift.get('drifted_columns') else ''})",
         f"drift report    {drift.get('report_uri', '-')}",
+        f"retrain         {triggers}",
+        f"accuracy        {acc.get('overall', {}).get('n', 0)} realised rows from "
+        f"{len(acc.get('published_dates', []))} earlier partition(s)"
+        f"{'; ALERT: ' + acc['breach_reason'] if acc.get('breach') else ''}",
     ]
     return "\n".join(lines)
 
@@ -167,12 +186,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.ensure_bucket()
     spec, run_date = get_spec(args.use_case), date.fromisoformat(args.run_date)
     timings = {}
-    for name, call in p.stage_calls(spec, run_date, settings, store):
+    for name, call in p.stage_calls(spec, run_date, settings, store, pinned=args.model_version,
+                                    actor=registry_actor()):
         start = time.perf_counter()
         call()
         timings[name] = round(time.perf_counter() - start, 2)
     print(json.dumps({"timings_s": timings}, indent=2))
     print(format_summary(p.run_summary(spec, run_date, store)))
+    return 0
+
+
+def registry_actor() -> str:
+    from mlplatform.registry import default_actor
+
+    return default_actor()
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    """Inspect versions and the audit log; roll the champion back (audited)."""
+    from mlplatform import registry
+    from mlplatform.spec import get_spec
+    from mlplatform.storage import Layout
+
+    _, store = _store_from_env()
+    layout = Layout(get_spec(args.use_case).name)
+    if args.action == "versions":
+        current = registry.alias_version(store, layout, registry.CHAMPION)
+        challenger = registry.alias_version(store, layout, registry.CHALLENGER)
+        for meta in registry.list_versions(store, layout):
+            m = meta["metrics"]
+            tags = [t for t, v in (("champion", current), ("challenger", challenger)) if v == meta["version"]]
+            print(f"{meta['version']}  trained to {meta['training_window']['end']}  {m.get('metric', 'wape')} "
+                  f"{_num(m['model'].get(m.get('metric', 'wape')))} (baseline "
+                  f"{_num(m['baseline'].get(m.get('metric', 'wape')))})  "
+                  f"{'eligible' if meta['decision']['eligible'] else 'not eligible'}  {' '.join(tags)}")
+    elif args.action == "audit":
+        for event in registry.audit_log(store, layout):
+            print(json.dumps(event) if args.json else
+                  f"{event['recorded_at']}  {event['alias']:<10} {event['action']:<19} "
+                  f"{event['from_version'] or '-'} -> {event['to_version']}  effective {event['effective_date']}  "
+                  f"by {event['actor']}: {event['reason']}")
+    elif args.action == "rollback":
+        event = registry.rollback(store, layout, args.to, reason=args.reason, actor=registry_actor(),
+                                  effective_date=date.fromisoformat(args.effective) if args.effective else None)
+        print(json.dumps(event, indent=2))
     return 0
 
 
@@ -191,7 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("run_date", help="logical date, YYYY-MM-DD")
         if name == "summary":
             cmd.add_argument("--json", action="store_true")
+        else:
+            cmd.add_argument("--model-version", default=None, help="pin a registered version (no retraining)")
         cmd.set_defaults(func=func)
+    reg = sub.add_parser("registry", help="model versions, audit log, rollback")
+    reg_sub = reg.add_subparsers(dest="action", required=True)
+    for action in ("versions", "audit", "rollback"):
+        cmd = reg_sub.add_parser(action)
+        cmd.add_argument("use_case")
+        if action == "audit":
+            cmd.add_argument("--json", action="store_true")
+        if action == "rollback":
+            cmd.add_argument("--to", required=True, help="registered version to make champion")
+            cmd.add_argument("--reason", required=True, help="why (goes to the audit log)")
+            cmd.add_argument("--effective", default=None, help="effective logical date (default: today, UTC)")
+        cmd.set_defaults(func=cmd_registry)
     return parser
 
 

@@ -70,15 +70,27 @@ def build_features(spec: UseCaseSpec, run_date: date, settings: Settings, store:
     time_col = spec.features.time_column
     features = read_relation(settings, relation_name(spec.transform.features_model),
                              where=f"{time_col} <= ?", params=[run_date])
-    last_day = run_date + timedelta(days=spec.forecast.horizon)
-    calendar = read_relation(settings, relation_name(spec.transform.calendar_model),
-                             where="calendar_date <= ?", params=[last_day])
     features = _normalise(features, spec.features.series_keys, time_col)
-    calendar = _normalise(calendar, [], "calendar_date")
+    calendar = _read_calendar(spec, run_date, settings)
     if features.empty:
         raise DataQualityError(f"{spec.name}: the feature mart {spec.transform.features_model} has no rows up "
                                f"to {run_date}; was raw data landed from {spec.source.history_start}?")
     return _write_snapshot(spec, run_date, store, features, calendar, dbt)
+
+
+def _read_calendar(spec: UseCaseSpec, run_date: date, settings: Settings) -> pd.DataFrame:
+    """The calendar mart through the end of the horizon (known in advance); empty for tabular kinds."""
+    import pandas as pd
+
+    from mlplatform.transform import horizon_days
+    from mlplatform.warehouse import read_relation, relation_name
+
+    if not spec.transform.calendar_model:
+        return pd.DataFrame({"calendar_date": pd.Series(dtype="datetime64[ns]")})
+    last_day = run_date + timedelta(days=horizon_days(spec))
+    calendar = read_relation(settings, relation_name(spec.transform.calendar_model),
+                             where="calendar_date <= ?", params=[last_day])
+    return _normalise(calendar, [], "calendar_date")
 
 
 def _normalise(frame: pd.DataFrame, keys: list[str], time_col: str) -> pd.DataFrame:
@@ -174,13 +186,87 @@ def training_threads() -> Iterator[None]:
         yield
 
 
+# --- lifecycle: accuracy on actuals, retraining triggers ---------------------------------------------
+
+ACCURACY_FILE = "summary.json"
+ACCURACY_ROWS = "realised.parquet"
+RETRAIN_FILE = "retrain.json"
+
+
+def evaluate_accuracy(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """Join recently published outputs to the actuals known as of ``run_date``; store realised metrics.
+
+    Stored per published run date (and horizon): ``accuracy/run_date=D/realised.parquet``; the verdict on
+    the serving model (``summary.json``) says whether realised accuracy decayed past the spec's limit. A
+    breach is also written to ``alerts/`` for the alerting callback and feeds the retraining trigger.
+    """
+    import pandas as pd
+
+    from mlplatform import accuracy as A
+    from mlplatform.publishing import published_dates, read_published
+
+    features, _, _ = load_snapshot(spec, run_date, store)
+    layout = Layout(spec.name)
+    dates = A.lookback_dates(published_dates(store, layout.forecasts_root()), run_date,
+                             spec.accuracy.lookback_days)
+    known = A.actuals(features, spec)
+    parts = []
+    for published in dates:
+        rows = A.join_actuals(read_published(store, layout.forecasts(published)), known, spec)
+        parts.append(rows.assign(**{A.PUBLISHED_RUN_DATE: published.isoformat()}))
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    serving = registry.champion_on(store, layout, run_date)
+    verdict = A.assess(rows, spec, serving)
+    prefix = layout.accuracy(run_date)
+    table = A.breakdown(rows, spec) if len(rows) else pd.DataFrame()
+    rows_uri = None if table.empty else store.uri(store.put_parquet(f"{prefix}/{ACCURACY_ROWS}", table)["key"])
+    summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "published_dates":
+               [d.isoformat() for d in dates], "realised_uri": rows_uri, **verdict}
+    uri = store.put_json(f"{prefix}/{ACCURACY_FILE}", summary)
+    if verdict["breach"]:
+        store.put_json(f"{layout.alerts()}/accuracy-{run_date.isoformat()}.json",
+                       {**summary, "alert": "accuracy_decay", "summary_uri": uri})
+        log.warning("%s: accuracy alert for %s: %s", spec.name, run_date, verdict["breach_reason"])
+    return {"summary_uri": uri, "breach": verdict["breach"], "breach_reason": verdict["breach_reason"],
+            "realised_rows": verdict["overall"]["n"], "published_dates": len(dates),
+            "serving": verdict.get("serving")}
+
+
+def decide_retrain(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None) -> dict:
+    """Whether this run retrains, and why: the spec's triggers applied to today's drift and accuracy."""
+    from mlplatform.lifecycle import PINNED, retrain_triggers
+
+    layout = Layout(spec.name)
+    if pinned:
+        result = {"retrain": False, "triggers": [], "skipped": f"{PINNED}: {pinned} serves this run"}
+    else:
+        champion = registry.champion_on(store, layout, run_date)
+        drift = _stored(store, f"{layout.monitoring(run_date)}/{DRIFT_FILE}")
+        acc = _stored(store, f"{layout.accuracy(run_date)}/{ACCURACY_FILE}")
+        triggers = [t.to_dict() for t in retrain_triggers(spec, run_date, champion, drift, acc)]
+        result = {"retrain": bool(triggers), "triggers": triggers,
+                  "champion": champion["version"] if champion else None}
+    store.put_json(f"{layout.lifecycle(run_date)}/{RETRAIN_FILE}",
+                   {"use_case": spec.name, "run_date": run_date.isoformat(), **result})
+    log.info("%s %s: %s", spec.name, run_date,
+             "retrain: " + "; ".join(t["detail"] for t in result["triggers"]) if result["retrain"]
+             else "no retraining trigger fired")
+    return result
+
+
+def _stored(store: ObjectStore, key: str) -> dict | None:
+    return store.get_json(key) if store.exists(key) else None
+
+
 # --- train and register --------------------------------------------------------------------------------
 
-def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
-    """Backtest and fit on data up to ``run_date``; register the version; promote it if it earns it.
+def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore, actor: str = "pipeline",
+                run_id: str | None = None) -> dict:
+    """Backtest and fit on data up to ``run_date``; register the version; move the aliases it earns.
 
     The version id is derived from the data, spec and code before training, so a rerun of a date whose
-    version is already registered returns that version without retraining (versions are immutable).
+    version is already registered returns that version without retraining (versions are immutable), and
+    re-applies its decision (moves already recorded are not recorded twice).
     """
     features, calendar, snapshot = load_snapshot(spec, run_date, store)
     _require_validation(spec, run_date, store, snapshot["fingerprint"])
@@ -191,55 +277,91 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
         stored, created = registry.read_metadata(store, layout, version), False
     else:
         stored, created = _train_and_register(spec, run_date, store, features, calendar, snapshot, version, code)
+    moves = _apply_decision(store, layout, stored, run_date, actor, run_id)
     log.info("model %s (%s): %s", version, "new" if created else "already registered, not retrained",
              stored["decision"]["reason"])
-    return {"version": version, "created": created, "decision": stored["decision"],
-            "wape": stored["metrics"]["model"]["wape"], "baseline_wape": stored["metrics"]["baseline"]["wape"]}
+    m = stored["metrics"]
+    return {"version": version, "created": created, "decision": stored["decision"], "metric": m["metric"],
+            "model_value": m["model"].get(m["metric"]), "baseline_value": m["baseline"].get(m["metric"]),
+            "alias_moves": moves}
+
+
+def _apply_decision(store: ObjectStore, layout: Layout, stored: dict, run_date: date, actor: str,
+                    run_id: str | None) -> list[dict]:
+    """Promoted: the champion alias moves; otherwise the version becomes the challenger. Both audited."""
+    promoted = stored["decision"]["promoted"]
+    alias, action = (registry.CHAMPION, "promote") if promoted else (registry.CHALLENGER, "register_challenger")
+    event = registry.move_alias(store, layout, alias, stored, effective_date=run_date, actor=actor,
+                                reason=stored["decision"]["reason"], action=action, run_id=run_id)
+    return [event] if event else []
+
+
+def _champion_for_gate(store: ObjectStore, layout: Layout, spec: UseCaseSpec, run_date: date) -> tuple:
+    """(metadata, trainer input) of the champion as of ``run_date``, or (None, None)."""
+    from mlplatform import models
+
+    meta = registry.champion_on(store, layout, run_date)
+    if meta is None:
+        return None, None
+    model = models.load(spec, registry.load_model_bytes(store, layout, meta))
+    return meta, models.champion_input(meta["version"], model, meta["training_window"]["end"])
 
 
 def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, features: pd.DataFrame,
                         calendar: pd.DataFrame, snapshot: dict, version: str, code: dict) -> tuple[dict, bool]:
-    from mlplatform.training import train_and_backtest
+    from mlplatform import models
+    from mlplatform.model_card import reference_statistics, render
 
     layout = Layout(spec.name)
+    current, champion_in = _champion_for_gate(store, layout, spec, run_date)
     with training_threads():
-        result = train_and_backtest(features, calendar, spec, run_date,
-                                    max_training_rows=spec.model.max_training_rows)
-    current = registry.champion(store, layout)
-    decision = registry.decide(result.metrics, result.training_window["end"], current)
+        result = models.train(spec, features, calendar, run_date, champion=champion_in)
+    decision = registry.decide(result.metrics, current)
+    stats = reference_statistics(result.reference)
     metadata = {
-        "version": version, "use_case": spec.name, "trained_for_run_date": run_date.isoformat(),
+        "version": version, "use_case": spec.name, "kind": spec.kind, "frequency": spec.frequency,
+        "trained_for_run_date": run_date.isoformat(),
         "training_window": result.training_window, "n_training_rows": result.n_training_rows,
         "data": {"snapshot_uri": store.uri(layout.features(run_date) + "/"),
                  "fingerprint": snapshot["fingerprint"], "rows": snapshot["features"]["rows"]},
         "dbt_manifest_hash": snapshot["dbt_manifest_hash"], "code": code,
-        "spec_fingerprint": spec.fingerprint(), "feature_names": result.feature_names,
-        "quantiles": spec.model.quantiles, "horizon": spec.forecast.horizon,
+        "spec_fingerprint": spec.fingerprint(), "spec": spec.model_dump(mode="json"),
+        "feature_names": result.feature_names,
+        "quantiles": spec.model.quantiles if spec.kind == "forecast" else None, "horizon": spec.horizon,
         "model": {"estimator": spec.model.estimator, "params": spec.model.params},
         "library_versions": library_versions(), "metrics": result.metrics, "decision": decision.to_dict(),
+        "reference_statistics": stats,
     }
-    stored, created = registry.register(store, layout, metadata, result.model.to_bytes(), result.reference)
-    if stored["decision"]["promoted"] and (current is None or current["version"] != version):
-        registry.set_champion(store, layout, stored)
-    return stored, created
+    card = render(spec, metadata, stats)
+    return registry.register(store, layout, metadata, result.model.to_bytes(), result.reference, card=card)
 
 
 # --- monitor -------------------------------------------------------------------------------------------
 
-def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
-    """Compare the latest window with the serving model's training reference; store JSON and HTML."""
+def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None) -> dict:
+    """Compare the latest window with the serving model's training reference; store JSON and HTML.
+
+    With no champion yet there is no reference: the check is skipped (and says so), and the retraining
+    trigger 'no champion' fires instead.
+    """
     from mlplatform.monitoring import detect_drift
 
-    features, _, _ = load_snapshot(spec, run_date, store)
     layout = Layout(spec.name)
-    model = registry.champion_as_of(store, layout, run_date)
+    prefix = layout.monitoring(run_date)
+    if pinned is None and registry.champion_on(store, layout, run_date) is None:
+        summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": None,
+                   "skipped": f"no champion as of {run_date}: nothing to compare with",
+                   "drift_detected": False, "drifted_share": 0.0, "drifted_columns": []}
+        uri = store.put_json(f"{prefix}/{DRIFT_FILE}", summary)
+        return {"drift_detected": False, "skipped": summary["skipped"], "summary_uri": uri, "model_version": None}
+    features, _, _ = load_snapshot(spec, run_date, store)
+    model = registry.serving_model(store, layout, run_date, pinned)
     reference = registry.load_reference(store, layout, model)
     time_col = spec.features.time_column
     window_start = run_date - timedelta(days=spec.monitoring.window_days - 1)
     current = features[features[time_col].dt.date >= window_start]
     columns = spec.monitoring.columns or [*spec.features.numeric, *spec.features.categorical]
     report = detect_drift(reference, current, columns, spec.monitoring.drift_share, spec.monitoring.max_rows)
-    prefix = layout.monitoring(run_date)
     html_uri = store.put_bytes(f"{prefix}/{DRIFT_HTML}", report.html, "text/html")
     store.put_bytes(f"{prefix}/{DRIFT_SNAPSHOT}", report.json, "application/json")
     summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model["version"],
@@ -253,23 +375,26 @@ def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict
 
 # --- score and publish ---------------------------------------------------------------------------------
 
-def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
-    """The serving model forecasts the next horizon for every series; publish the partition atomically."""
-    from mlplatform.forecasting import QuantileForecaster
-    from mlplatform.scoring import forecast_chunks
+def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None) -> dict:
+    """The serving model (champion as of the date, or a pinned version) scores; publish atomically."""
+    from mlplatform import models
 
     features, calendar, snapshot = load_snapshot(spec, run_date, store)
     validation = _require_validation(spec, run_date, store, snapshot["fingerprint"])
     layout = Layout(spec.name)
-    model_meta = registry.champion_as_of(store, layout, run_date)
-    model = QuantileForecaster.from_bytes(registry.load_model_bytes(store, layout, model_meta))
-    chunks = forecast_chunks(model, features, calendar, spec, run_date, spec.publish.chunk_rows)
+    model_meta = registry.serving_model(store, layout, run_date, pinned)
+    model = models.load(spec, registry.load_model_bytes(store, layout, model_meta))
+    chunks = models.score(spec, model, features, calendar, run_date, spec.publish.chunk_rows)
     stamp = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model_meta["version"]}
     manifest = publish_partition(store, layout.forecasts(run_date), chunks, stamp, {
-        "horizon": spec.forecast.horizon, "quantiles": spec.quantile_columns,
+        "kind": spec.kind, "horizon": spec.horizon, "columns": models.output_columns(spec),
+        "quantiles": spec.quantile_columns if spec.kind == "forecast" else [],
         "model": {"version": model_meta["version"], "uri": model_meta["artifact"]["model_uri"],
+                  "model_card_uri": model_meta["artifact"].get("model_card_uri"),
+                  "selected_by": f"pinned by the run ({pinned})" if pinned else f"champion as of {run_date}",
                   "training_window": model_meta["training_window"],
-                  "backtest": {"model": model_meta["metrics"]["model"],
+                  "backtest": {"metric": model_meta["metrics"].get("metric", "wape"),
+                               "model": model_meta["metrics"]["model"],
                                "baseline": model_meta["metrics"]["baseline"]}},
         "lineage": {"features_snapshot": snapshot["features"]["uri"], "data_fingerprint": snapshot["fingerprint"],
                     "dbt_manifest_hash": snapshot["dbt_manifest_hash"], "code": code_version()},
@@ -277,7 +402,8 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> 
         "drift": _drift_summary(store, layout, run_date),
     })
     return {"partition_uri": manifest["partition_uri"], "rows": manifest["row_count"],
-            "files": len(manifest["files"]), "model_version": model_meta["version"]}
+            "files": len(manifest["files"]), "model_version": model_meta["version"],
+            "run_date": run_date.isoformat()}
 
 
 def _drift_summary(store: ObjectStore, layout: Layout, run_date: date) -> dict | None:
@@ -290,27 +416,45 @@ def _drift_summary(store: ObjectStore, layout: Layout, run_date: date) -> dict |
             "summary_uri": store.uri(key)}
 
 
-def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings,
-                store: ObjectStore) -> list[tuple[str, Callable[[], dict]]]:
-    """The stages in DAG order as (task id, call) pairs: how to run a pipeline without Airflow."""
+def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore,
+                pinned: str | None = None, actor: str = "pipeline") -> list[tuple[str, Callable[[], dict]]]:
+    """The stages in DAG order as (task id, call) pairs: how to run a pipeline without Airflow.
+
+    ``train_model`` runs only if ``decide_retrain`` (run just before it) said so, as the DAG's branch does.
+    """
+    decision: dict = {}
+
+    def decide() -> dict:
+        decision.update(decide_retrain(spec, run_date, store, pinned))
+        return decision
+
+    def train() -> dict:
+        if not decision.get("retrain"):
+            return {"skipped": "no retraining trigger fired"}
+        return train_model(spec, run_date, store, actor=actor)
+
     return [
         ("land_raw", lambda: land_raw(spec, run_date, settings)),
         ("build_features", lambda: build_features(spec, run_date, settings, store)),
         ("validate_features", lambda: validate_features(spec, run_date, store)),
-        ("train_model", lambda: train_model(spec, run_date, store)),
-        ("monitor_drift", lambda: monitor_drift(spec, run_date, store)),
-        ("score_and_publish", lambda: score_and_publish(spec, run_date, store)),
+        ("monitor_drift", lambda: monitor_drift(spec, run_date, store, pinned)),
+        ("evaluate_accuracy", lambda: evaluate_accuracy(spec, run_date, store)),
+        ("decide_retrain", decide),
+        ("train_model", train),
+        ("score_and_publish", lambda: score_and_publish(spec, run_date, store, pinned)),
     ]
 
 
 def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
-    """What an operator wants after a run: where forecasts landed, which model, how good, drift verdict."""
+    """What an operator wants after a run: where outputs landed, which model, how good, drift verdict."""
     layout = Layout(spec.name)
     manifest = read_manifest(store, layout.forecasts(run_date))
     return {
-        "use_case": spec.name, "run_date": run_date.isoformat(),
+        "use_case": spec.name, "kind": spec.kind, "run_date": run_date.isoformat(),
         "forecasts_uri": manifest["partition_uri"], "rows": manifest["row_count"],
         "files": len(manifest["files"]), "model_version": manifest["model_version"],
         "backtest": manifest["model"]["backtest"], "validation": manifest["validation"],
         "drift": manifest["drift"],
+        "retrain": _stored(store, f"{layout.lifecycle(run_date)}/{RETRAIN_FILE}"),
+        "accuracy": _stored(store, f"{layout.accuracy(run_date)}/{ACCURACY_FILE}"),
     }

@@ -1,22 +1,31 @@
-"""Model registry on object storage: immutable versions plus a champion pointer.
+"""Model registry on object storage: immutable versions, aliases, and an append-only audit log.
 
 Layout per use case (see storage.Layout):
     models/<version>/model.joblib      the fitted model (written first)
     models/<version>/reference.parquet drift reference sample of the training data
+    models/<version>/model_card.md     generated model card
     models/<version>/metadata.json     lineage, metrics and the promotion decision (written last: a version
                                         without metadata.json is incomplete and ignored)
-    registry/champion.json             pointer to the current champion version
+    registry/audit/<when>-<hash>.json  one object per alias move, never overwritten or deleted
+    registry/aliases/<alias>.json      the alias's latest position (a cache of the audit log)
+
+Aliases ('champion', 'challenger') rather than stages: a version's metadata never changes; what moves is
+a name. Every move is an audit event (who, what, when, why, metrics before and after) with an
+*effective date*: the logical date from which the move counts. ``alias_as_of(D)`` replays the log up to
+D, so a backfill for D serves the version that was champion on D, and moves recorded later for later
+dates do not rewrite what D saw.
 
 Version ids are derived from content (run date + data, spec and code fingerprints), so rerunning a date
-finds its version already registered instead of creating a duplicate. Existing versions are never
-overwritten.
+finds its version already registered instead of creating a duplicate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-from typing import TYPE_CHECKING
+import getpass
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 from mlplatform.errors import ModelNotAvailableError, PlatformError
 from mlplatform.lineage import combine
@@ -28,6 +37,12 @@ if TYPE_CHECKING:  # pragma: no cover
 METADATA = "metadata.json"
 MODEL = "model.joblib"
 REFERENCE = "reference.parquet"
+MODEL_CARD = "model_card.md"
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+ENV_ACTOR = "MLPLATFORM_ACTOR"
 
 
 def version_id(run_date: date, data_fingerprint: str, spec_fingerprint: str, source_hash: str) -> str:
@@ -35,34 +50,91 @@ def version_id(run_date: date, data_fingerprint: str, spec_fingerprint: str, sou
     return f"v{run_date:%Y%m%d}-{combine(data_fingerprint, spec_fingerprint, source_hash)[:10]}"
 
 
+def default_actor() -> str:
+    """Who is acting when no one says: MLPLATFORM_ACTOR, else the OS user (for CLI use)."""
+    if os.environ.get(ENV_ACTOR):
+        return os.environ[ENV_ACTOR]
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli:unknown"
+
+
+# ------------------------------------------------------------------------------------------- the gate
+
+
 @dataclass(frozen=True)
 class Decision:
-    eligible: bool   # beats the baseline: may serve any date on or after its training end
-    promoted: bool   # the champion pointer moved to this version
+    eligible: bool   # beats the baseline: may serve when an operator pins or rolls back to it
+    promoted: bool   # the champion alias moves to this version
     reason: str
+    checks: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"eligible": self.eligible, "promoted": self.promoted, "reason": self.reason}
+        return {"eligible": self.eligible, "promoted": self.promoted, "reason": self.reason,
+                "checks": self.checks}
 
 
-def decide(metrics: dict, training_end: str, champion: dict | None) -> Decision:
-    """Promotion rule: beat the seasonal-naive baseline by the spec's margin, and never move the pointer
-    back in time (a backfill's older model stays eligible for its own dates but is not the champion)."""
-    model_wape, base_wape = metrics["model"]["wape"], metrics["baseline"]["wape"]
-    if not metrics["beats_baseline"]:
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _baseline_check(metrics: dict) -> dict:
+    name = metrics.get("metric", "wape")
+    return {"passed": bool(metrics["beats_baseline"]), "metric": name,
+            "model": metrics["model"].get(name), "baseline": metrics["baseline"].get(name),
+            "improvement": metrics.get("improvement"), "required": metrics.get("min_improvement")}
+
+
+def _champion_check(metrics: dict, champion: dict | None) -> dict:
+    if champion is None:
+        return {"passed": True, "detail": "no champion yet"}
+    cmp = metrics.get("champion") or {}
+    if cmp.get("version") != champion["version"]:
+        return {"passed": False, "champion": champion["version"],
+                "detail": "the backtest did not compare against the current champion"}
+    return {"passed": bool(cmp.get("beats_champion")), "champion": champion["version"],
+            "metric": cmp.get("metric"), "challenger": (cmp.get("challenger") or {}).get(cmp.get("metric")),
+            "champion_value": (cmp.get("champion") or {}).get(cmp.get("metric")),
+            "improvement": cmp.get("improvement"), "required": cmp.get("margin"),
+            "n_eval_rows": cmp.get("n_eval_rows"), "detail": cmp.get("error")}
+
+
+def decide(metrics: dict, champion: dict | None) -> Decision:
+    """Promotion gate: beat the baseline by ``min_improvement`` AND the serving champion by
+    ``champion_margin`` on the same backtest window (rows neither model had seen). Otherwise the version
+    stays registered (as challenger) and the reason says which check failed, with the numbers."""
+    base, champ = _baseline_check(metrics), _champion_check(metrics, champion)
+    checks = {"baseline": base, "champion": champ}
+    name = base["metric"]
+    if not base["passed"]:
         return Decision(False, False, (
-            f"not promoted: backtest WAPE {model_wape:.4f} vs seasonal-naive {base_wape:.4f} "
-            f"(improvement {metrics['improvement']:.1%} < required {metrics['min_improvement']:.1%})"))
-    if champion and champion["training_window"]["end"] > training_end:
-        return Decision(True, False, (
-            f"eligible for its own dates but not promoted: champion {champion['version']} was trained on "
-            f"newer data (to {champion['training_window']['end']})"))
+            f"not promoted: backtest {name} {_fmt(base['model'])} vs baseline {_fmt(base['baseline'])} "
+            f"(improvement {_pct(base['improvement'])} < required {_pct(base['required'])})"), checks)
+    if not champ["passed"]:
+        why = champ.get("detail") or (
+            f"{champ.get('metric')} {_fmt(champ.get('challenger'))} vs champion "
+            f"{_fmt(champ.get('champion_value'))} on {champ.get('n_eval_rows')} shared rows "
+            f"(improvement {_pct(champ.get('improvement'))} < required {_pct(champ.get('required'))})")
+        return Decision(True, False, f"not promoted: does not beat champion {champ['champion']}: {why}",
+                        checks)
+    versus = "" if champion is None else (
+        f" and champion {champion['version']} by {_pct(champ.get('improvement'))}")
     return Decision(True, True, (
-        f"promoted: backtest WAPE {model_wape:.4f} beats seasonal-naive {base_wape:.4f} "
-        f"by {metrics['improvement']:.1%} (required {metrics['min_improvement']:.1%})"))
+        f"promoted: backtest {name} {_fmt(base['model'])} beats baseline {_fmt(base['baseline'])} by "
+        f"{_pct(base['improvement'])}{versus}"), checks)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+# ------------------------------------------------------------------------------------------- versions
 
 
 def read_metadata(store: ObjectStore, layout: Layout, version: str) -> dict:
+    if not is_registered(store, layout, version):
+        raise ModelNotAvailableError(f"use case {layout.use_case!r}: no registered model version {version!r}")
     return store.get_json(f"{layout.model(version)}/{METADATA}")
 
 
@@ -78,16 +150,8 @@ def list_versions(store: ObjectStore, layout: Layout) -> list[dict]:
     return sorted(metas, key=lambda m: (m["training_window"]["end"], m["version"]))
 
 
-def champion(store: ObjectStore, layout: Layout) -> dict | None:
-    """Metadata of the current champion, or None before the first promotion."""
-    key = layout.champion_pointer()
-    if not store.exists(key):
-        return None
-    return read_metadata(store, layout, store.get_json(key)["version"])
-
-
 def register(store: ObjectStore, layout: Layout, metadata: dict, model_bytes: bytes,
-             reference: pd.DataFrame) -> tuple[dict, bool]:
+             reference: pd.DataFrame, card: str | None = None) -> tuple[dict, bool]:
     """Store a version immutably; return (metadata as stored, created?). Idempotent for the same version."""
     version = metadata["version"]
     prefix = layout.model(version)
@@ -100,35 +164,15 @@ def register(store: ObjectStore, layout: Layout, metadata: dict, model_bytes: by
         return existing, False
     store.put_bytes(f"{prefix}/{MODEL}", model_bytes)
     ref = store.put_parquet(f"{prefix}/{REFERENCE}", reference)
-    metadata = {**metadata, "artifact": {
+    artifact = {
         "model_uri": store.uri(f"{prefix}/{MODEL}"), "model_sha256": sha256_hex(model_bytes),
         "reference_uri": store.uri(f"{prefix}/{REFERENCE}"), "reference_sha256": ref["sha256"],
-        "reference_rows": ref["rows"]}}
+        "reference_rows": ref["rows"]}
+    if card is not None:
+        artifact["model_card_uri"] = store.put_bytes(f"{prefix}/{MODEL_CARD}", card.encode(), "text/markdown")
+    metadata = {**metadata, "artifact": artifact}
     store.put_json(f"{prefix}/{METADATA}", metadata)
     return metadata, True
-
-
-def set_champion(store: ObjectStore, layout: Layout, metadata: dict) -> None:
-    store.put_json(layout.champion_pointer(), {
-        "version": metadata["version"], "training_end": metadata["training_window"]["end"],
-        "reason": metadata["decision"]["reason"]})
-
-
-def champion_as_of(store: ObjectStore, layout: Layout, run_date: date) -> dict:
-    """The version that serves ``run_date``: the newest eligible version trained on data up to that date.
-
-    A backfill therefore never uses a model that saw data after the date it scores.
-    """
-    current = champion(store, layout)
-    if current and current["training_window"]["end"] <= run_date.isoformat():
-        return current
-    eligible = [m for m in list_versions(store, layout)
-                if m["decision"]["eligible"] and m["training_window"]["end"] <= run_date.isoformat()]
-    if not eligible:
-        raise ModelNotAvailableError(
-            f"use case {layout.use_case!r}: no eligible model version trained on data up to {run_date} "
-            "(none registered yet, or none beat the seasonal-naive baseline); see the train task's decision")
-    return eligible[-1]
 
 
 def load_model_bytes(store: ObjectStore, layout: Layout, metadata: dict) -> bytes:
@@ -140,3 +184,134 @@ def load_model_bytes(store: ObjectStore, layout: Layout, metadata: dict) -> byte
 
 def load_reference(store: ObjectStore, layout: Layout, metadata: dict) -> pd.DataFrame:
     return store.get_parquet(f"{layout.model(metadata['version'])}/{REFERENCE}")
+
+
+# ------------------------------------------------------------------------------- aliases and audit log
+
+
+def _headline(metadata: dict | None) -> dict | None:
+    """The metrics an auditor compares across a move: the gate metric for model and baseline."""
+    if metadata is None:
+        return None
+    m = metadata.get("metrics", {})
+    name = m.get("metric", "wape")
+    return {"version": metadata["version"], "metric": name, "model": m.get("model", {}).get(name),
+            "baseline": m.get("baseline", {}).get(name), "training_end": metadata["training_window"]["end"]}
+
+
+def audit_log(store: ObjectStore, layout: Layout) -> list[dict]:
+    """Every alias move ever recorded, in the order they were recorded (keys sort by time)."""
+    return [store.get_json(k) for k in store.list_keys(layout.audit()) if k.endswith(".json")]
+
+
+def _replay(events: list[dict], alias: str, as_of: date | None) -> dict | None:
+    """The last move of ``alias`` effective on or before ``as_of`` (all moves if None)."""
+    moves = [e for e in events if e["alias"] == alias
+             and (as_of is None or e["effective_date"] <= as_of.isoformat())]
+    moves.sort(key=lambda e: (e["effective_date"], e["recorded_at"]))
+    return moves[-1] if moves else None
+
+
+def alias_version(store: ObjectStore, layout: Layout, alias: str, as_of: date | None = None) -> str | None:
+    """The version ``alias`` points to as of a logical date (now, if None), from the audit log."""
+    if as_of is None and store.exists(layout.alias(alias)):
+        return store.get_json(layout.alias(alias))["version"]
+    event = _replay(audit_log(store, layout), alias, as_of)
+    if event is None and alias == CHAMPION and store.exists(layout.champion_pointer()):
+        pointer = store.get_json(layout.champion_pointer())  # bucket written before aliases existed
+        if as_of is None or pointer["training_end"] <= as_of.isoformat():
+            return pointer["version"]
+    return event["to_version"] if event else None
+
+
+def move_alias(store: ObjectStore, layout: Layout, alias: str, metadata: dict, *, effective_date: date,
+               actor: str, reason: str, action: str, run_id: str | None = None) -> dict | None:
+    """Point ``alias`` at ``metadata['version']`` from ``effective_date`` on; append the audit event.
+
+    Returns the event, or None when the alias already points there as of that date (a rerun records
+    nothing twice). The audit object is written first and never overwritten; the alias file is then
+    updated only if this move is the latest effective one, so a backfill's move for an old date leaves
+    the current alias alone.
+    """
+    if alias not in ALIASES:
+        raise PlatformError(f"unknown alias {alias!r}; aliases are {ALIASES}")
+    before_version = alias_version(store, layout, alias, effective_date)
+    if before_version == metadata["version"]:
+        return None
+    before = read_metadata(store, layout, before_version) if before_version else None
+    now = datetime.now(UTC)
+    event = {
+        "use_case": layout.use_case, "alias": alias, "action": action,
+        "from_version": before_version, "to_version": metadata["version"],
+        "effective_date": effective_date.isoformat(), "recorded_at": now.isoformat(timespec="microseconds"),
+        "actor": actor, "run_id": run_id, "reason": reason,
+        "metrics_before": _headline(before), "metrics_after": _headline(metadata),
+    }
+    key = f"{layout.audit()}{now:%Y%m%dT%H%M%S%fZ}-{alias}-{combine(str(event))[:8]}.json"
+    if store.exists(key):  # same microsecond and content: the same event, already appended
+        return event
+    store.put_json(key, event)
+    latest = _replay(audit_log(store, layout), alias, None)
+    if latest and latest["to_version"] == metadata["version"]:
+        store.put_json(layout.alias(alias), {"alias": alias, "version": metadata["version"],
+                                             "effective_date": latest["effective_date"], "event": key})
+    return event
+
+
+def champion(store: ObjectStore, layout: Layout) -> dict | None:
+    """Metadata of the current champion (latest effective move), or None before the first promotion."""
+    version = alias_version(store, layout, CHAMPION)
+    return read_metadata(store, layout, version) if version else None
+
+
+def champion_on(store: ObjectStore, layout: Layout, run_date: date) -> dict | None:
+    """Metadata of the version that was champion on ``run_date`` (None if there was none yet)."""
+    version = alias_version(store, layout, CHAMPION, run_date)
+    return read_metadata(store, layout, version) if version else None
+
+
+def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: str | None = None) -> dict:
+    """The version that serves ``run_date``: a pinned version, else the champion as of that date.
+
+    Either way the version must have been trained on data up to ``run_date`` at the latest, so a backfill
+    never scores with a model that saw the future of the date it scores.
+    """
+    if pinned:
+        meta = read_metadata(store, layout, pinned)
+        if meta["training_window"]["end"] > run_date.isoformat():
+            raise ModelNotAvailableError(
+                f"use case {layout.use_case!r}: pinned version {pinned} was trained on data up to "
+                f"{meta['training_window']['end']}, after run date {run_date}; it would leak the future")
+        return meta
+    meta = champion_on(store, layout, run_date)
+    if meta is None:
+        raise ModelNotAvailableError(
+            f"use case {layout.use_case!r}: no champion as of {run_date} (no version promoted for a date on "
+            "or before it); see the train task's decision, or pin a version")
+    return meta
+
+
+# kept for callers written before aliases: the serving model of a date
+champion_as_of = serving_model
+
+
+def rollback(store: ObjectStore, layout: Layout, to_version: str, *, reason: str, actor: str | None = None,
+             effective_date: date | None = None) -> dict:
+    """Point the champion back at a previously registered version, audited like any other move.
+
+    Only versions that passed the baseline check may be rolled back to; the effective date defaults to
+    today (UTC), so scheduled runs from today on serve it while backfills of earlier dates still see the
+    history as it was.
+    """
+    if not reason.strip():
+        raise PlatformError("a rollback needs a reason (it goes to the audit log)")
+    meta = read_metadata(store, layout, to_version)
+    if not meta["decision"]["eligible"]:
+        raise PlatformError(f"version {to_version} never passed the baseline check "
+                            f"({meta['decision']['reason']}); refusing to make it champion")
+    effective = effective_date or datetime.now(UTC).date()
+    event = move_alias(store, layout, CHAMPION, meta, effective_date=effective,
+                       actor=actor or default_actor(), reason=reason, action="rollback")
+    if event is None:
+        raise PlatformError(f"{to_version} is already the champion as of {effective}; nothing to roll back")
+    return event

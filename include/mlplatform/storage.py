@@ -184,6 +184,27 @@ class Layout:
     def champion_pointer(self) -> str:
         return f"{self.registry()}/{C.CHAMPION_POINTER}"
 
+    def alias(self, name: str) -> str:
+        return f"{self.registry()}/aliases/{name}.json"
+
+    def audit(self) -> str:
+        return f"{self.registry()}/audit/"
+
+    def accuracy(self, run_date: date) -> str:
+        return self._fmt(C.ACCURACY_PREFIX, run_date)
+
+    def lifecycle(self, run_date: date) -> str:
+        return self._fmt(C.LIFECYCLE_PREFIX, run_date)
+
+    def alerts(self) -> str:
+        return self._fmt(C.ALERTS_PREFIX)
+
+    def rollup(self, name: str, run_date: date) -> str:
+        return C.ROLLUPS_PREFIX.format(use_case=self.use_case, rollup=name, run_date=run_date.isoformat())
+
+    def rollups_root(self, name: str) -> str:
+        return f"{self.use_case}/rollups/{name}/"
+
 
 def parse_connection_uri(value: str) -> dict:
     """Parse an Airflow AWS connection given as JSON (the AIRFLOW_CONN_<ID> format we use)."""

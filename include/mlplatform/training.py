@@ -1,11 +1,12 @@
-"""Training with a rolling-origin backtest against the seasonal-naive baseline.
+"""Training with a rolling-origin backtest against the seasonal-naive baseline and the champion.
 
 The backtest replays the production situation ``folds`` times: at each fold origin a model is fitted
-only on what was known then (targets dated <= the origin), forecasts the next H days and is scored
-against what actually happened, next to the seasonal-naive forecast of the same rows. The promotion
-gate reads ``metrics['beats_baseline']``; the final model is then refitted on everything up to the run
-date. Nothing after ``run_date`` may be used: the input is checked, and every training set is checked
-again before fitting.
+only on what was known then (targets dated <= the origin), forecasts the next H periods and is scored
+against what actually happened, next to the seasonal-naive forecast of the same rows and, when given,
+the current champion's forecast from the very same inputs. The promotion gate reads
+``metrics['beats_baseline']`` and ``metrics['champion']``; the final model is then refitted on
+everything up to the run date's forecast origin (its latest period end). Nothing after ``run_date``
+may be used: the input is checked, and every training set is checked again before fitting.
 """
 
 from __future__ import annotations
@@ -19,24 +20,29 @@ from mlplatform.forecasting import (
     MAX_TRAINING_ROWS,
     ORIGIN_DATE,
     TARGET_DATE,
+    Periods,
     QuantileForecaster,
     build_training_set,
     censored_mask,
     feature_input_columns,
     make_supervised,
+    periods_for,
     require_columns,
     seasonal_naive,
     to_timestamp,
 )
-from mlplatform.metrics import bias, interval_coverage, mase, wape
+from mlplatform.metrics import HIGHER_IS_BETTER, bias, interval_coverage, mase, relative_improvement, wape
 from mlplatform.spec import UseCaseSpec, quantile_column
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 ACTUAL = "actual"
 BASELINE = "baseline"
+CHAMPION = "champion"
 SCALE = "scale"
+PERIOD = "period"
 
 
 @dataclass
@@ -49,6 +55,20 @@ class TrainingResult:
     feature_names: list[str]
     n_training_rows: int
     reference: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ChampionInput:
+    """The current champion, to be compared with the challenger on the same backtest rows.
+
+    ``model`` is the champion's fitted model (loaded from the registry) and ``trained_to`` (date-like)
+    the end of its training window: it is only scored on targets after that date, where it is out of
+    sample like the challenger's fold models.
+    """
+
+    version: str
+    model: QuantileForecaster
+    trained_to: Any
 
 
 # --------------------------------------------------------------------------------------------- guards
@@ -80,13 +100,19 @@ def _assert_no_leakage(train: pd.DataFrame, cutoff: pd.Timestamp) -> None:
         raise AssertionError(f"training rows with target dates after the cutoff {cutoff.date()}")
 
 
-def backtest_origins(spec: UseCaseSpec, run_date: Any) -> list[pd.Timestamp]:
-    """Fold origins, oldest first; the last is run_date - H so every fold's targets are observed."""
-    import pandas as pd
+def backtest_origins(spec: UseCaseSpec, run_date: Any, periods: Periods | None = None) -> list[pd.Timestamp]:
+    """Fold origins (period ends), oldest first, ``fold_step`` periods apart.
 
-    last = to_timestamp(run_date) - pd.Timedelta(days=spec.forecast.horizon)
-    step = pd.Timedelta(days=spec.backtest.fold_step_days)
-    return [last - k * step for k in reversed(range(spec.backtest.folds))]
+    The last is H periods before the run date's forecast origin (its latest period end), so every
+    fold's targets are observed. ``periods`` fixes the week-ending weekday (weekly); default
+    ``periods_for(spec)``.
+    """
+    import numpy as np
+
+    periods = periods or periods_for(spec)
+    last = periods.latest(run_date) - spec.forecast.horizon
+    steps = np.arange(spec.backtest.folds - 1, -1, -1, dtype=np.int64)
+    return list(periods.ends(last - steps * spec.backtest.fold_step))
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -101,17 +127,19 @@ def _actuals(features: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
 
 
 def series_scales(history: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
-    """Per-series MASE scale: mean |y(d) - y(d - m)| over the history (censored days left out).
+    """Per-series MASE scale: mean |y(p) - y(p - m)| over the history (censored periods left out).
 
-    Computed by a merge on dates shifted by the season length (no assumption that days are
-    contiguous rows). Series with no valid pair get NaN and are left out of MASE.
+    m is the season length in periods. Computed by a merge on period numbers shifted by m (no
+    assumption that periods are contiguous rows). Series with no valid pair get NaN and are left out
+    of MASE.
     """
-    import pandas as pd
-
     f = spec.features
+    what = f"features column '{f.time_column}'"
     y = _actuals(history, spec)
-    lagged = y.assign(**{TARGET_DATE: y[TARGET_DATE] + pd.Timedelta(days=spec.backtest.season_length)})
-    pairs = y.merge(lagged, on=[*f.series_keys, TARGET_DATE], suffixes=("", "_lag"))
+    y = y.assign(**{PERIOD: periods_for(spec, y[TARGET_DATE], what).numbers(y[TARGET_DATE], what)})
+    y = y[[*f.series_keys, PERIOD, ACTUAL]]
+    lagged = y.assign(**{PERIOD: y[PERIOD] + spec.backtest.season_length})
+    pairs = y.merge(lagged, on=[*f.series_keys, PERIOD], suffixes=("", "_lag"))
     pairs[SCALE] = (pairs[ACTUAL] - pairs[f"{ACTUAL}_lag"]).abs()
     return pairs.groupby(f.series_keys, as_index=False, dropna=False)[SCALE].mean()
 
@@ -130,19 +158,124 @@ def _evaluation_rows(
     return rows.loc[rows[BASELINE].notna()].reset_index(drop=True)
 
 
+def _point_scores(rows: pd.DataFrame, forecast: str) -> dict[str, float]:
+    """WAPE, MASE and bias of one point-forecast column against the rows' actuals."""
+    actual, scale, point = rows[ACTUAL], rows[SCALE], rows[forecast]
+    return {"wape": wape(actual, point), "mase": mase(actual, point, scale), "bias": bias(actual, point)}
+
+
 def _scores(rows: pd.DataFrame, spec: UseCaseSpec) -> dict[str, Any]:
-    """Model and baseline accuracy on the same rows, and the relative WAPE improvement."""
+    """Model and baseline accuracy on the same rows, and the relative improvement on the gate metric."""
     qcols = spec.quantile_columns
-    actual, scale, p50 = rows[ACTUAL], rows[SCALE], rows[quantile_column(0.5)]
-    model = {"wape": wape(actual, p50), "mase": mase(actual, p50, scale), "bias": bias(actual, p50)}
+    model = _point_scores(rows, quantile_column(0.5))
     has_interval = len(qcols) > 1
-    model["coverage"] = interval_coverage(actual, rows[qcols[0]], rows[qcols[-1]]) if has_interval else None
-    base = rows[BASELINE]
-    baseline = {"wape": wape(actual, base), "mase": mase(actual, base, scale), "bias": bias(actual, base)}
-    improvement = float("nan")
-    if baseline["wape"] > 0:
-        improvement = 1.0 - model["wape"] / baseline["wape"]
+    model["coverage"] = interval_coverage(rows[ACTUAL], rows[qcols[0]], rows[qcols[-1]]) if has_interval else None
+    baseline = _point_scores(rows, BASELINE)
+    metric = spec.gate_metric
+    improvement = relative_improvement(metric, model.get(metric), baseline.get(metric))
     return {"model": model, "baseline": baseline, "improvement": improvement, "n_eval_rows": len(rows)}
+
+
+# ------------------------------------------------------------------------------------------- champion
+
+
+def _champion_incompatibility(champion: ChampionInput, supervised: pd.DataFrame, spec: UseCaseSpec) -> str | None:
+    """Why the champion cannot forecast these rows like the challenger does, or None if it can.
+
+    Checked up front so the reason reads as a sentence rather than an estimator traceback.
+    """
+    model, name = champion.model, f"champion {champion.version}"
+    frequency = getattr(model, "frequency", "daily")  # models saved before frequencies existed are daily
+    if frequency != spec.frequency:
+        return f"{name} forecasts {frequency} periods but the spec's frequency is now {spec.frequency}"
+    if getattr(model, "horizon", None) != spec.forecast.horizon:
+        return (f"{name} was trained for a horizon of {getattr(model, 'horizon', None)} periods but the "
+                f"spec now forecasts {spec.forecast.horizon}, so it cannot be scored on the same rows")
+    missing = [c for c in getattr(model, "feature_names", []) if c not in supervised.columns]
+    if missing:
+        return f"{name} needs feature column(s) {missing} that the current features do not provide"
+    return None
+
+
+def _champion_p50(
+    champion: ChampionInput, supervised: pd.DataFrame, spec: UseCaseSpec
+) -> tuple[np.ndarray, str | None]:
+    """The champion's p50 for each row of the challenger's supervised frame, and an error if it failed.
+
+    Never raises: a champion that cannot predict must not stop a new model from being trained, it is
+    just not compared (all-NaN p50 plus the reason).
+    """
+    import numpy as np
+
+    missing = np.full(len(supervised), np.nan)
+    error = _champion_incompatibility(champion, supervised, spec)
+    if error:
+        return missing, error
+    try:
+        predictions = champion.model.predict(supervised)
+        return predictions[quantile_column(0.5)].to_numpy(dtype=float), None
+    except Exception as exc:  # an old pickled model can fail in ways no check above foresees
+        return missing, f"champion {champion.version} could not predict the backtest rows: {type(exc).__name__}: {exc}"
+
+
+def _champion_error_result(base: dict[str, Any], error: str) -> dict[str, Any]:
+    return {**base, "improvement": None, "beats_champion": False, "error": error}
+
+
+def champion_comparison(
+    rows: pd.DataFrame, spec: UseCaseSpec, champion: ChampionInput | None, error: str | None = None
+) -> dict[str, Any] | None:
+    """Challenger vs champion on the pooled backtest rows whose target date is after ``trained_to``.
+
+    Only those rows are out of sample for both models (the champion saw every earlier target), so
+    only they are compared. ``rows`` are evaluation rows with the champion's p50 in column
+    ``champion``; ``error`` is a prediction failure already met. None without a champion.
+    """
+    import numpy as np
+
+    if champion is None:
+        return None
+    trained_to = to_timestamp(champion.trained_to)
+    metric = spec.gate_metric
+    base = {"version": champion.version, "trained_to": trained_to.date().isoformat(), "n_eval_rows": 0,
+            "metric": metric, "challenger": None, "champion": None, "margin": spec.backtest.champion_margin}
+    if error:
+        return _champion_error_result(base, error)
+    eligible = rows.loc[(rows[TARGET_DATE] > trained_to).to_numpy() & np.isfinite(rows[CHAMPION].to_numpy())]
+    if eligible.empty:
+        latest = rows[TARGET_DATE].max().date() if len(rows) else None
+        return _champion_error_result(base, (
+            f"no backtest target is dated after champion {champion.version}'s training end "
+            f"{trained_to.date()} (latest backtest target: {latest}), so the two models cannot be "
+            "compared out of sample"))
+    challenger, incumbent = _point_scores(eligible, quantile_column(0.5)), _point_scores(eligible, CHAMPION)
+    improvement = relative_improvement(metric, challenger[metric], incumbent[metric])
+    out = {**base, "n_eval_rows": len(eligible), "challenger": challenger, "champion": incumbent}
+    if not math.isfinite(improvement):
+        return _champion_error_result(out, (
+            f"{metric} comparison is undefined on the {len(eligible)} shared row(s) "
+            f"(challenger {challenger[metric]}, champion {incumbent[metric]})"))
+    beats = improvement >= spec.backtest.champion_margin
+    return {**out, "improvement": improvement, "beats_champion": bool(beats), "error": None}
+
+
+# -------------------------------------------------------------------------------------------- folds
+
+
+def _fit_fold_model(
+    history: pd.DataFrame, calendar: pd.DataFrame, spec: UseCaseSpec, origin: pd.Timestamp, max_rows: int | None
+) -> tuple[QuantileForecaster, int]:
+    """The challenger of one fold, fitted on targets <= origin; (model, number of training rows)."""
+    train = build_training_set(history, calendar, spec, origin, max_rows=max_rows)
+    if train.empty:
+        time = history[spec.features.time_column]
+        start = f"history starts {time.min().date()}" if len(time) else "no feature row is dated before it"
+        raise DataQualityError(
+            f"no training rows for backtest origin {origin.date()}: {start}, "
+            f"too short for {spec.backtest.folds} folds"
+        )
+    _assert_no_leakage(train, origin)
+    return QuantileForecaster(spec).fit(train), len(train)
 
 
 def _run_fold(
@@ -151,21 +284,24 @@ def _run_fold(
     spec: UseCaseSpec,
     origin: pd.Timestamp,
     max_rows: int | None,
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Fit on targets <= origin, forecast origin + 1..H, score against actuals and the baseline."""
+    champion: ChampionInput | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame, str | None]:
+    """Fit on targets <= origin, forecast origin + 1..H, score against actuals and the baseline.
+
+    The champion (if any) forecasts from the exact supervised frame the fold model sees, so the two
+    differ only by the model; its p50 is kept in the rows as ``champion``. Returns (fold metrics,
+    evaluation rows, champion error or None).
+    """
     history = features.loc[features[spec.features.time_column] <= origin]
-    train = build_training_set(history, calendar, spec, origin, max_rows=max_rows)
-    if train.empty:
-        raise DataQualityError(
-            f"no training rows for backtest origin {origin.date()}: history starts "
-            f"{features[spec.features.time_column].min().date()}, too short for {spec.backtest.folds} folds"
-        )
-    _assert_no_leakage(train, origin)
-    model = QuantileForecaster(spec).fit(train)
-    predictions = model.predict(make_supervised(history, calendar, spec, [origin], with_target=False))
+    model, n_train = _fit_fold_model(history, calendar, spec, origin, max_rows)
+    supervised = make_supervised(history, calendar, spec, [origin], with_target=False)
+    predictions = model.predict(supervised)
+    error = None
+    if champion is not None:
+        predictions[CHAMPION], error = _champion_p50(champion, supervised, spec)
     rows = _evaluation_rows(predictions, features, history, spec, origin)
-    fold = {"origin": origin.date().isoformat(), "n_training_rows": len(train), **_scores(rows, spec)}
-    return fold, rows
+    fold = {"origin": origin.date().isoformat(), "n_training_rows": n_train, **_scores(rows, spec)}
+    return fold, rows, error
 
 
 # ----------------------------------------------------------------------------------- result assembly
@@ -184,7 +320,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _metrics(folds: list[dict[str, Any]], pooled: dict[str, Any], spec: UseCaseSpec) -> dict[str, Any]:
+def _metrics(
+    folds: list[dict[str, Any]], pooled: dict[str, Any], spec: UseCaseSpec, champion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The registry's metrics: pooled scores, the baseline gate, the champion comparison, per-fold detail."""
     improvement = pooled["improvement"]
     qcols = spec.quantile_columns
     return _json_safe(
@@ -201,6 +340,10 @@ def _metrics(folds: list[dict[str, Any]], pooled: dict[str, Any], spec: UseCaseS
             "season_length": spec.backtest.season_length,
             "horizon": spec.forecast.horizon,
             "folds": folds,
+            "metric": spec.gate_metric,
+            "higher_is_better": spec.gate_metric in HIGHER_IS_BETTER,
+            "frequency": spec.frequency,
+            "champion": champion,
         }
     )
 
@@ -226,38 +369,60 @@ def reference_frame(features: pd.DataFrame, spec: UseCaseSpec, run_date: Any) ->
     return reference.reset_index(drop=True)
 
 
+def _backtest(
+    features: pd.DataFrame,
+    calendar: pd.DataFrame,
+    spec: UseCaseSpec,
+    origins: list[pd.Timestamp],
+    max_rows: int | None,
+    champion: ChampionInput | None,
+) -> tuple[list[dict[str, Any]], pd.DataFrame, str | None]:
+    """Run every fold; (fold metrics, pooled evaluation rows, first champion error or None)."""
+    import pandas as pd
+
+    folds, rows, errors = [], [], []
+    for origin in origins:
+        fold, fold_rows, error = _run_fold(features, calendar, spec, origin, max_rows, champion)
+        folds.append(fold)
+        rows.append(fold_rows)
+        errors += [error] if error else []
+    return folds, pd.concat(rows, ignore_index=True), (errors[0] if errors else None)
+
+
 def train_and_backtest(
     features: pd.DataFrame,
     calendar: pd.DataFrame,
     spec: UseCaseSpec,
     run_date: Any,
     max_training_rows: int | None = MAX_TRAINING_ROWS,
+    champion: ChampionInput | None = None,
 ) -> TrainingResult:
     """Backtest ``spec.backtest.folds`` rolling origins, then fit the final model up to ``run_date``.
 
+    The run date may be any date: the final model is trained up to its forecast origin (the latest
+    period end of ``spec.frequency`` on or before it), which is the training window's end.
     ``features`` must not contain rows after ``run_date`` (DataQualityError otherwise); ``calendar``
-    may (the calendar of future days is known in advance). Every model, in the folds and the final
+    may (the calendar of future periods is known in advance). Every model, in the folds and the final
     one, is fitted the same way (same row budget ``max_training_rows``, None = all rows), so the
-    backtest measures the model that gets promoted.
+    backtest measures the model that gets promoted. ``champion`` (the current champion) is scored on
+    the same fold inputs; see ``champion_comparison`` for ``metrics['champion']``.
     """
-    import pandas as pd
-
     run_date = to_timestamp(run_date)
     features = _prepare(features, spec, run_date)
-    folds, rows = [], []
-    for origin in backtest_origins(spec, run_date):
-        fold, fold_rows = _run_fold(features, calendar, spec, origin, max_training_rows)
-        folds.append(fold)
-        rows.append(fold_rows)
-    pooled = _scores(pd.concat(rows, ignore_index=True), spec)
+    time_col = spec.features.time_column
+    periods = periods_for(spec, features[time_col], f"features column '{time_col}'")
+    origin = periods.origin(run_date)
+    origins = backtest_origins(spec, origin, periods)
+    folds, rows, champion_error = _backtest(features, calendar, spec, origins, max_training_rows, champion)
+    comparison = champion_comparison(rows, spec, champion, champion_error)
 
-    train = build_training_set(features, calendar, spec, run_date, max_rows=max_training_rows)
-    _assert_no_leakage(train, run_date)
+    train = build_training_set(features, calendar, spec, origin, max_rows=max_training_rows)
+    _assert_no_leakage(train, origin)
     model = QuantileForecaster(spec).fit(train)
-    window = {"start": train[ORIGIN_DATE].min().date().isoformat(), "end": run_date.date().isoformat()}
+    window = {"start": train[ORIGIN_DATE].min().date().isoformat(), "end": origin.date().isoformat()}
     return TrainingResult(
         model=model,
-        metrics=_metrics(folds, pooled, spec),
+        metrics=_metrics(folds, _scores(rows, spec), spec, comparison),
         training_window=window,
         feature_names=list(model.feature_names),
         n_training_rows=len(train),

@@ -1,8 +1,14 @@
-"""Build one Airflow DAG per use-case spec.
+"""Build the Airflow DAGs of every use-case spec.
 
-The DAG only wires tasks: each task resolves its I/O handles and calls exactly one function of
-``mlplatform.pipeline``. Nothing here imports pandas, scikit-learn or the other heavy libraries, and
-nothing touches the network, the warehouse or dbt at parse time.
+The DAGs only wire tasks: each task resolves its I/O handles and calls exactly one function of an
+Airflow-free module (``mlplatform.pipeline``, ``mlplatform.rollups``, ``mlplatform.registry``). Nothing
+here imports pandas, scikit-learn or the other heavy libraries, and nothing touches the network, the
+warehouse or dbt at parse time.
+
+Per use case:
+* ``<use case>``: the pipeline, on the spec's schedule; publishes the forecast Asset.
+* ``<use case>__rollups``: only if the spec declares roll-ups; scheduled on that Asset (data-aware).
+And once: ``mlplatform_model_rollback``, triggered by hand with params, moves a champion back (audited).
 """
 
 from __future__ import annotations
@@ -11,31 +17,39 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from mlplatform.constants import WAREHOUSE_POOL
 from mlplatform.spec import UseCaseSpec, load_all_specs
 
 log = logging.getLogger(__name__)
 
+NO_RETRAIN_TASK = "keep_champion"
+
 DOC_TEMPLATE = """\
 # {name}
 
 {description}
 
-**Owner:** {owner} · **Consumers:** {consumers} · **Spec:** `include/use_cases/{name}.yaml`
+**Kind:** {kind} ({frequency}) · **Owner:** {owner} · **Consumers:** {consumers} ·
+**Spec:** `include/use_cases/{name}.yaml`
 
-Stages (each task calls one function of `mlplatform.pipeline`, for the run's logical date D, using only
-data up to D):
+Every task calls one function of `mlplatform.pipeline` for the run's logical date D, using only data up
+to D:
 
-1. `land_raw` – land raw source data up to D in the warehouse (days already landed stay untouched).
-2. `build_features` – `dbt build --select {select}` with `run_date=D`; snapshot the feature marts to S3.
+1. `land_raw` – raw source data up to D in the warehouse (days already landed stay untouched).
+2. `build_features` – `dbt build --select {select}` with `run_date=D`; snapshot the marts to S3.
 3. `validate_features` – Great Expectations suite `{suite}`; a failed critical expectation stops the run.
-4. `train_model` – HistGradientBoosting P10/P50/P90, {folds}-fold rolling-origin backtest vs seasonal
-   naive; registers an immutable version and promotes it only if it beats the baseline.
-5. `monitor_drift` – Evidently data drift of the last {window} days vs the serving model's reference.
-6. `score_and_publish` – {horizon}-day forecasts for every series to
-   `s3://<bucket>/{name}/forecasts/run_date=D/`, data first, `_manifest.json` last.
+4. `monitor_drift` – Evidently drift of the last {window} days vs the serving model's reference.
+5. `evaluate_accuracy` – earlier published outputs joined to the actuals known on D; alerts on decay.
+6. `decide_retrain` – retrains only if a trigger fires: no champion, schedule, drift, accuracy decay.
+7. `train_model` – {folds}-fold rolling-origin backtest vs the baseline and the champion; registers an
+   immutable version; the champion alias moves only if it beats both (audited).
+8. `score_and_publish` – the champion as of D (or the version pinned in the run's params) scores; the
+   partition lands under `s3://<bucket>/{name}/forecasts/run_date=D/`, `_manifest.json` last, and the
+   Asset `{asset}` is updated.
+
+**Params:** `model_version` pins a registered version for a run (reproduce or compare); empty = champion.
 """
 
 
@@ -44,6 +58,19 @@ def run_date_from_context() -> date:
     ctx = get_current_context()
     moment = ctx.get("logical_date") or ctx["dag_run"].run_after
     return moment.date()
+
+
+def actor_from_context() -> tuple[str, str]:
+    """(actor, run id) for the audit log: who triggered the run, or the scheduler."""
+    ctx = get_current_context()
+    run = ctx["dag_run"]
+    user = getattr(run, "triggering_user_name", None) or "scheduler"
+    return f"airflow:{user}", f"{run.dag_id}/{run.run_id}"
+
+
+def pinned_version() -> str | None:
+    value = (get_current_context().get("params") or {}).get("model_version")
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _io(spec_name: str) -> tuple[Any, ...]:
@@ -56,26 +83,44 @@ def _io(spec_name: str) -> tuple[Any, ...]:
     return get_spec(spec_name), settings, object_store(settings)
 
 
-def build_dag(spec: UseCaseSpec):
-    """The DAG of one use case: land -> transform -> validate -> train -> monitor -> score & publish."""
+def forecast_asset(spec: UseCaseSpec) -> Asset:
+    """The Asset a use case's published partitions update (consumers schedule on it)."""
+    from mlplatform.settings import load_settings
+
+    return Asset(name=f"{spec.name}_forecasts", uri=f"s3://{load_settings().bucket}/{spec.name}/forecasts/",
+                 group="mlplatform")
+
+
+def _dag_kwargs(spec: UseCaseSpec) -> dict[str, Any]:
+    return {
+        "start_date": datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
+        "tags": sorted({"mlplatform", spec.kind, *spec.tags}),
+        "default_args": {"owner": spec.owner, "retries": spec.retries,
+                         "retry_delay": timedelta(minutes=spec.retry_delay_minutes)},
+    }
+
+
+def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, no branching
+    """The pipeline DAG of one use case (see DOC_TEMPLATE for the stages)."""
     name = spec.name
+    asset = forecast_asset(spec)
 
     @dag(
         dag_id=spec.dag_id,
         schedule=spec.schedule,
-        start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
         catchup=spec.catchup,
         max_active_runs=1,
-        tags=sorted({"mlplatform", spec.kind, *spec.tags}),
         doc_md=DOC_TEMPLATE.format(
-            name=name, description=spec.description, owner=spec.owner,
-            consumers=", ".join(spec.consumers) or "-", select=spec.transform.select,
+            name=name, description=spec.description, kind=spec.kind, frequency=spec.frequency,
+            owner=spec.owner, consumers=", ".join(spec.consumers) or "-", select=spec.transform.select,
             suite=spec.validation.suite, folds=spec.backtest.folds, window=spec.monitoring.window_days,
-            horizon=spec.forecast.horizon),
-        default_args={"owner": spec.owner, "retries": spec.retries,
-                      "retry_delay": timedelta(minutes=spec.retry_delay_minutes)},
+            asset=asset.name),
+        params={"model_version": Param(None, type=["null", "string"],
+                                       description="Pin a registered model version for this run; "
+                                                   "empty = the champion as of the logical date.")},
+        **_dag_kwargs(spec),
     )
-    def pipeline():
+    def pipeline():  # noqa: C901
         @task(pool=WAREHOUSE_POOL)
         def land_raw() -> dict:
             from mlplatform import pipeline as p
@@ -99,34 +144,151 @@ def build_dag(spec: UseCaseSpec):
             return p.validate_features(spec_, run_date_from_context(), store)
 
         @task
-        def train_model() -> dict:
-            from mlplatform import pipeline as p
-
-            spec_, _, store = _io(name)
-            return p.train_model(spec_, run_date_from_context(), store)
-
-        @task
         def monitor_drift() -> dict:
             from mlplatform import pipeline as p
 
             spec_, _, store = _io(name)
-            return p.monitor_drift(spec_, run_date_from_context(), store)
+            return p.monitor_drift(spec_, run_date_from_context(), store, pinned_version())
 
         @task
+        def evaluate_accuracy() -> dict:
+            from mlplatform import pipeline as p
+            from mlplatform_airflow.alerts import AccuracyAlertNotifier
+
+            spec_, _, store = _io(name)
+            result = p.evaluate_accuracy(spec_, run_date_from_context(), store)
+            if result["breach"]:
+                AccuracyAlertNotifier(use_case=name, summary=result).notify(get_current_context())
+            return result
+
+        @task.branch
+        def decide_retrain() -> str:
+            from mlplatform import pipeline as p
+
+            spec_, _, store = _io(name)
+            decision = p.decide_retrain(spec_, run_date_from_context(), store, pinned_version())
+            return "train_model" if decision["retrain"] else NO_RETRAIN_TASK
+
+        @task
+        def train_model() -> dict:
+            from mlplatform import pipeline as p
+
+            spec_, _, store = _io(name)
+            actor, run_id = actor_from_context()
+            return p.train_model(spec_, run_date_from_context(), store, actor=actor, run_id=run_id)
+
+        @task(task_id=NO_RETRAIN_TASK)
+        def keep_champion() -> str:
+            return "no retraining trigger fired: the champion as of the run date serves"
+
+        @task(outlets=[asset], trigger_rule="none_failed_min_one_success")
         def score_and_publish() -> dict:
             from mlplatform import pipeline as p
 
             spec_, _, store = _io(name)
-            return p.score_and_publish(spec_, run_date_from_context(), store)
+            result = p.score_and_publish(spec_, run_date_from_context(), store, pinned_version())
+            get_current_context()["outlet_events"][asset].extra = {
+                "run_date": result["run_date"], "partition_uri": result["partition_uri"],
+                "model_version": result["model_version"], "rows": result["rows"]}
+            return result
 
-        land_raw() >> build_features() >> validate_features() >> train_model() >> monitor_drift() \
-            >> score_and_publish()
+        checks = validate_features()
+        land_raw() >> build_features() >> checks
+        branch = decide_retrain()
+        checks >> [monitor_drift(), evaluate_accuracy()] >> branch
+        branch >> [train_model(), keep_champion()] >> score_and_publish()
 
     return pipeline()
 
 
+def build_rollup_dag(spec: UseCaseSpec):
+    """Downstream consumer: roll the published forecasts up (e.g. finance months) whenever they land."""
+    name = spec.name
+    asset = forecast_asset(spec)
+
+    @dag(
+        dag_id=f"{name}__rollups",
+        schedule=[asset],
+        catchup=False,
+        max_active_runs=1,
+        doc_md=(f"# {name} roll-ups\n\nScheduled on the Asset `{asset.name}`: each time `{name}` publishes a "
+                "partition, this DAG reads it (manifest and checksums) and publishes "
+                + ", ".join(f"`{r.name}` ({r.period} by {', '.join(r.group_by) or 'total'})"
+                            for r in spec.publish.rollups)
+                + f" under `s3://<bucket>/{name}/rollups/<name>/run_date=D/`."),
+        params={"run_date": Param(None, type=["null", "string"],
+                                  description="Run date to roll up when triggered by hand (YYYY-MM-DD).")},
+        **{**_dag_kwargs(spec), "tags": sorted({"mlplatform", "consumer", *spec.tags})},
+    )
+    def rollups():
+        @task
+        def build_rollups() -> list[dict]:
+            from mlplatform import rollups as r
+
+            spec_, _, store = _io(name)
+            out = []
+            for run_date in sorted(_triggering_run_dates(asset)):
+                out.extend(r.build_rollups(spec_, run_date, store))
+            return out
+
+        build_rollups()
+
+    return rollups()
+
+
+def _triggering_run_dates(asset: Asset) -> set[date]:
+    """Run dates named by the asset events that triggered this run (or the run_date param by hand)."""
+    ctx = get_current_context()
+    dates = set()
+    for events in (ctx.get("triggering_asset_events") or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("run_date"):
+                dates.add(date.fromisoformat(extra["run_date"]))
+    param = (ctx.get("params") or {}).get("run_date")
+    if param:
+        dates.add(date.fromisoformat(param))
+    if not dates:
+        raise ValueError(f"no run date: the run was not triggered by {asset.name} and no run_date param was given")
+    return dates
+
+
+def build_rollback_dag(use_cases: list[str]):
+    """Manually triggered: point a use case's champion back at a registered version (audited)."""
+
+    @dag(
+        dag_id="mlplatform_model_rollback",
+        schedule=None,
+        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        catchup=False,
+        tags=["mlplatform", "operations"],
+        doc_md="# Model rollback\n\nTrigger with params `use_case`, `version` (a registered version that "
+               "passed the baseline check) and `reason`. The champion alias moves from today on; the move "
+               "(who, when, why, metrics before and after) goes to the use case's audit log. Same as "
+               "`mlplatform registry rollback`.",
+        params={"use_case": Param(use_cases[0] if use_cases else "", enum=use_cases or [""]),
+                "version": Param("", type="string", minLength=1),
+                "reason": Param("", type="string", minLength=3)},
+    )
+    def rollback():
+        @task
+        def move_champion() -> dict:
+            from mlplatform import registry
+            from mlplatform.storage import Layout
+
+            params = get_current_context()["params"]
+            spec_, _, store = _io(params["use_case"])
+            actor, run_id = actor_from_context()
+            return registry.rollback(store, Layout(spec_.name), params["version"], reason=params["reason"],
+                                     actor=f"{actor} ({run_id})")
+
+        move_champion()
+
+    return rollback()
+
+
 def register_all(namespace: dict) -> dict[str, str]:
-    """Build a DAG for every valid spec into ``namespace``; return {file: error} for invalid ones.
+    """Build every DAG into ``namespace``; return {file: error} for invalid specs.
 
     An invalid spec is logged with its file, field and fix, and skipped: it never breaks the other DAGs.
     """
@@ -135,4 +297,7 @@ def register_all(namespace: dict) -> dict[str, str]:
         log.error("use-case spec rejected, its DAG is not built: %s", message)
     for spec in specs:
         namespace[spec.dag_id] = build_dag(spec)
+        if spec.publish.rollups and spec.kind == "forecast":
+            namespace[f"{spec.dag_id}__rollups"] = build_rollup_dag(spec)
+    namespace["mlplatform_model_rollback"] = build_rollback_dag([s.name for s in specs])
     return {str(p): m for p, m in errors.items()}

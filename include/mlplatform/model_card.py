@@ -1,0 +1,124 @@
+"""Model cards: a generated, human-readable record of each model version (Markdown, next to the model).
+
+Everything in a card comes from the version's registry metadata and its drift reference sample, so a
+card can never disagree with what the registry says was trained, on which data, and how well it did.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mlplatform.spec import UseCaseSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+def reference_statistics(reference: pd.DataFrame, top: int = 5) -> dict[str, dict[str, Any]]:
+    """Per column: count, null share, mean/std/p05/p50/p95 (numeric) or the top levels (categorical).
+
+    These are the statistics drift is measured against; writing them down lets a reviewer see what
+    'normal' looked like when the model was trained.
+    """
+    import pandas as pd
+
+    stats: dict[str, dict[str, Any]] = {}
+    for col in reference.columns:
+        s = reference[col]
+        entry: dict[str, Any] = {"count": int(s.notna().sum()), "null_share": round(float(s.isna().mean()), 4)}
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+            shares = s.astype("string").value_counts(normalize=True, dropna=True).head(top)
+            entry["top"] = {str(k): round(float(v), 4) for k, v in shares.items()}
+        else:
+            x = s.astype(float)
+            entry.update({k: _num(v) for k, v in {
+                "mean": x.mean(), "std": x.std(), "p05": x.quantile(0.05), "p50": x.quantile(0.5),
+                "p95": x.quantile(0.95)}.items()})
+        stats[str(col)] = entry
+    return stats
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return None if value != value else round(value, 4)  # NaN -> None
+
+
+def _metric_rows(metrics: dict) -> list[str]:
+    names = sorted(set(metrics.get("model", {})) | set(metrics.get("baseline", {})))
+    rows = ["| metric | model | baseline |", "|---|---|---|"]
+    for name in names:
+        rows.append(f"| {name} | {_cell(metrics['model'].get(name))} | {_cell(metrics['baseline'].get(name))} |")
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "–" if value is None else str(value)
+
+
+def _champion_section(metrics: dict) -> list[str]:
+    cmp = metrics.get("champion")
+    if not cmp:
+        return ["No champion existed when this version was trained."]
+    if cmp.get("error"):
+        return [f"Compared with champion `{cmp['version']}`: {cmp['error']}"]
+    name = cmp["metric"]
+    return [f"Compared with champion `{cmp['version']}` on the {cmp['n_eval_rows']} backtest rows neither had "
+            f"seen: {name} {_cell(cmp['challenger'].get(name))} vs {_cell(cmp['champion'].get(name))} "
+            f"(improvement {_cell(cmp.get('improvement'))}, required {cmp.get('margin')})."]
+
+
+def _stats_rows(stats: dict[str, dict[str, Any]]) -> list[str]:
+    rows = ["| column | count | nulls | summary |", "|---|---|---|---|"]
+    for col, s in stats.items():
+        if "top" in s:
+            summary = ", ".join(f"{k} {v:.0%}" for k, v in s["top"].items())
+        else:
+            summary = f"mean {_cell(s['mean'])}, std {_cell(s['std'])}, p05 {_cell(s['p05'])}, " \
+                      f"p50 {_cell(s['p50'])}, p95 {_cell(s['p95'])}"
+        rows.append(f"| {col} | {s['count']} | {s['null_share']:.1%} | {summary} |")
+    return rows
+
+
+def render(spec: UseCaseSpec, metadata: dict, stats: dict[str, dict[str, Any]]) -> str:
+    """The Markdown model card of one version."""
+    m, data, decision = metadata["metrics"], metadata["data"], metadata["decision"]
+    window = metadata["training_window"]
+    lines = [
+        f"# Model card: {spec.name} {metadata['version']}",
+        "",
+        spec.description,
+        "",
+        f"- **Kind:** {spec.kind} ({spec.frequency})" + (f", horizon {spec.horizon}" if spec.horizon else ""),
+        f"- **Owner:** {spec.owner}",
+        f"- **Intended consumers:** {', '.join(spec.consumers) or '–'}",
+        f"- **Estimator:** {metadata['model']['estimator']} {metadata['model']['params']}",
+        f"- **Decision:** {decision['reason']}",
+        "",
+        "## Training data",
+        f"- Window: {window['start']} to {window['end']} ({metadata['n_training_rows']} training rows)",
+        f"- Snapshot: `{data['snapshot_uri']}` ({data['rows']} rows)",
+        f"- Data fingerprint: `{data['fingerprint']}`",
+        f"- dbt manifest: `{metadata['dbt_manifest_hash']}`; code: `{metadata['code'].get('source_hash')}` "
+        f"(git {metadata['code'].get('git_commit') or 'n/a'}); spec: `{metadata['spec_fingerprint'][:16]}`",
+        "",
+        "## Features",
+        ", ".join(f"`{f}`" for f in metadata["feature_names"]),
+        "",
+        f"## Backtest ({len(m.get('folds', []))} rolling-origin folds, gate metric `{m.get('metric')}`)",
+        *_metric_rows(m),
+        "",
+        f"Improvement over the baseline: {_cell(m.get('improvement'))} (required {m.get('min_improvement')}).",
+        "",
+        *_champion_section(m),
+        "",
+        "## Drift reference statistics",
+        *_stats_rows(stats),
+        "",
+        "## Limitations",
+        "Trained on the synthetic or warehouse data named above only; quantile intervals are per row, and "
+        "sums of quantiles over many rows are not quantiles of the sum.",
+        "",
+    ]
+    return "\n".join(lines)
