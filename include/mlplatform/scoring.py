@@ -1,8 +1,10 @@
-"""Batch scoring: forecasts from origin = run_date for every series, produced in bounded chunks.
+"""Batch scoring: forecasts from the run date's forecast origin for every series, in bounded chunks.
 
-Series are scored a block at a time and yielded as frames of at most ``chunk_rows`` rows, so the
-publisher can write one Parquet part per chunk and memory stays bounded however many series exist.
-Only the few weeks of history the features look back on are kept (``required_history_days``).
+The origin is the latest period end of ``spec.frequency`` on or before the run date (daily: the run
+date itself). Series are scored a block at a time and yielded as frames of at most ``chunk_rows``
+rows, so the publisher can write one Parquet part per chunk and memory stays bounded however many
+series exist. Only the few seasons of history the features look back on are kept
+(``required_history_periods``).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlplatform.errors import DataQualityError
+from mlplatform.errors import DataQualityError, ModelNotAvailableError
 from mlplatform.forecasting import (
     CALENDAR_DATE,
     HORIZON,
     TARGET_DATE,
+    Periods,
     QuantileForecaster,
     make_supervised,
+    periods_for,
     require_columns,
-    required_history_days,
+    required_history_periods,
     series_columns,
     to_timestamp,
 )
@@ -28,42 +32,66 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _scoring_history(features: pd.DataFrame, spec: UseCaseSpec, run_date: pd.Timestamp) -> pd.DataFrame:
-    """Recent rows of the series present on run_date, sorted by series so blocks are contiguous slices.
+def _origin_label(run_date: pd.Timestamp, origin: pd.Timestamp) -> str:
+    """'run_date D', plus the forecast origin when it differs (non-daily run mid-period)."""
+    if origin == run_date:
+        return f"run_date {run_date.date()}"
+    return f"forecast origin {origin.date()} (the latest period end on or before run_date {run_date.date()})"
 
-    Raises DataQualityError when run_date has no feature rows: publishing a forecast for "nobody"
+
+def _scoring_history(
+    features: pd.DataFrame, spec: UseCaseSpec, periods: Periods, run_date: pd.Timestamp, origin: pd.Timestamp
+) -> pd.DataFrame:
+    """Recent rows of the series present at the origin, sorted by series so blocks are contiguous slices.
+
+    Raises DataQualityError when the origin has no feature rows: publishing a forecast for "nobody"
     would silently replace the previous publication with an empty one.
     """
+    import numpy as np
     import pandas as pd
 
     f = spec.features
     time = pd.to_datetime(features[f.time_column])
-    on_run_date = features.loc[time == run_date, f.series_keys].drop_duplicates()
-    if on_run_date.empty:
+    at_origin = features.loc[time == origin, f.series_keys].drop_duplicates()
+    if at_origin.empty:
         latest = time.max().date() if len(time) else None
         raise DataQualityError(
-            f"no feature rows for run_date {run_date.date()} (latest feature date: {latest}); "
+            f"no feature rows for {_origin_label(run_date, origin)} (latest feature date: {latest}); "
             "check that the features model was built for this date"
         )
-    start = run_date - pd.Timedelta(days=required_history_days(spec))
-    recent = features.loc[(time >= start) & (time <= run_date)].assign(**{f.time_column: time})
-    recent = recent.merge(on_run_date, on=f.series_keys, how="inner")
+    first = periods.latest(origin) - required_history_periods(spec)
+    start = periods.ends(np.array([first]))[0]
+    recent = features.loc[(time >= start) & (time <= origin)].assign(**{f.time_column: time})
+    recent = recent.merge(at_origin, on=f.series_keys, how="inner")
     return recent.sort_values([*f.series_keys, f.time_column], kind="stable").reset_index(drop=True)
 
 
-def _check_calendar(calendar: pd.DataFrame, spec: UseCaseSpec, run_date: pd.Timestamp) -> None:
-    """The calendar must cover every target date, or calendar features would silently be missing."""
+def _check_calendar(
+    calendar: pd.DataFrame, spec: UseCaseSpec, periods: Periods, run_date: pd.Timestamp, origin: pd.Timestamp
+) -> None:
+    """The calendar must cover every target period end, or calendar features would silently be missing."""
+    import numpy as np
     import pandas as pd
 
     if not spec.features.calendar:
         return
     require_columns(calendar, [CALENDAR_DATE], "calendar")
-    needed = pd.date_range(run_date + pd.Timedelta(days=1), periods=spec.forecast.horizon, freq="D")
+    needed = periods.ends(periods.latest(origin) + np.arange(1, spec.forecast.horizon + 1))
     missing = needed.difference(pd.DatetimeIndex(pd.to_datetime(calendar[CALENDAR_DATE])).normalize())
     if len(missing):
         raise DataQualityError(
-            f"calendar has no rows for {len(missing)} forecast date(s) after run_date {run_date.date()}: "
+            f"calendar has no rows for {len(missing)} forecast date(s) after {_origin_label(run_date, origin)}: "
             f"{[d.date().isoformat() for d in missing[:5]]}"
+        )
+
+
+def _check_model(model: QuantileForecaster, spec: UseCaseSpec) -> None:
+    """A model counts horizons in periods of its own frequency: serving another one would be garbage."""
+    frequency = getattr(model, "frequency", "daily")  # models saved before frequencies existed are daily
+    if frequency != spec.frequency:
+        raise ModelNotAvailableError(
+            f"model for use case {model.use_case!r} forecasts {frequency} periods but the spec's frequency "
+            f"is {spec.frequency}; train a model for the new frequency before scoring"
         )
 
 
@@ -89,26 +117,31 @@ def forecast_chunks(
     run_date: Any,
     chunk_rows: int,
 ) -> Iterator[pd.DataFrame]:
-    """Yield forecasts for origin = run_date, h = 1..H, for every series present on run_date.
+    """Yield forecasts for the run date's origin, h = 1..H, for every series present at the origin.
 
-    Each yielded frame has at most ``chunk_rows`` rows; blocks of whole series are scored together
-    (``chunk_rows // H`` series per block) so each series appears in exactly one chunk whenever
-    ``chunk_rows >= H``.
+    The origin is the latest period end on or before ``run_date`` (daily: run_date); target dates are
+    the ends of the H following periods. Each yielded frame has at most ``chunk_rows`` rows; blocks of
+    whole series are scored together (``chunk_rows // H`` series per block) so each series appears in
+    exactly one chunk whenever ``chunk_rows >= H``.
     """
     import numpy as np
 
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    _check_model(model, spec)
     run_date = to_timestamp(run_date)
-    history = _scoring_history(features, spec, run_date)
-    _check_calendar(calendar, spec, run_date)
+    time_col = spec.features.time_column
+    periods = periods_for(spec, features[time_col], f"features column '{time_col}'")
+    origin = periods.origin(run_date)
+    history = _scoring_history(features, spec, periods, run_date, origin)
+    _check_calendar(calendar, spec, periods, run_date, origin)
     keys = spec.features.series_keys
     codes = history.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()  # ascending: sorted input
     per_block = max(1, chunk_rows // spec.forecast.horizon)
     for first in range(0, int(codes.max()) + 1, per_block):
         lo, hi = np.searchsorted(codes, [first, first + per_block])
         block = history.iloc[lo:hi]
-        predictions = model.predict(make_supervised(block, calendar, spec, [run_date], with_target=False))
+        predictions = model.predict(make_supervised(block, calendar, spec, [origin], with_target=False))
         out = _format(predictions, model, spec)
         for start in range(0, len(out), chunk_rows):
             yield out.iloc[start : start + chunk_rows].reset_index(drop=True)

@@ -720,14 +720,16 @@ def scoring_rows(features: pd.DataFrame, spec: UseCaseSpec, run_date: Any) -> pd
     require_columns(features, [*f.series_keys, f.time_column], "features")
     time = pd.to_datetime(features[f.time_column])
     start = run_date - _days(spec.tabular.score_lookback_days)
-    window = features.loc[((time > start) & (time <= run_date)).to_numpy()].assign(**{f.time_column: time})
-    if window.empty:
+    inside = ((time > start) & (time <= run_date)).to_numpy()
+    if not inside.any():
         latest = time[time <= run_date].max()
+        latest_text = "none" if pd.isna(latest) else latest.date().isoformat()
         raise DataQualityError(
             f"no entity has a feature row in the {spec.tabular.score_lookback_days} day(s) up to run_date "
-            f"{run_date.date()} (latest feature date on or before it: {latest if pd.isna(latest) else latest.date()}); "
+            f"{run_date.date()} (latest feature date on or before it: {latest_text}); "
             "check that the features model was built for this date"
         )
+    window = features.loc[inside].assign(**{f.time_column: time[inside]})
     latest_rows = window.sort_values([*f.series_keys, f.time_column], kind="stable")
     return latest_rows.drop_duplicates(f.series_keys, keep="last").reset_index(drop=True)
 

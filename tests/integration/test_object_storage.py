@@ -83,15 +83,13 @@ def test_tampered_part_is_detected_by_the_consumer_read(object_store):
 
 def _meta(version: str, end: str, eligible: bool = True, promoted: bool = True) -> dict:
     return {"version": version, "training_window": {"start": "2024-01-01", "end": end},
+            "metrics": {"metric": "wape", "model": {"wape": 0.4}, "baseline": {"wape": 0.5}},
             "decision": {"eligible": eligible, "promoted": promoted, "reason": "test"}}
 
 
 def _register(store, version, end, **kw):
     reference = pd.DataFrame({"x": [1.0, 2.0]})
-    stored, created = registry.register(store, Layout("uc"), _meta(version, end, **kw), version.encode(), reference)
-    if stored["decision"]["promoted"]:
-        registry.set_champion(store, Layout("uc"), stored)
-    return stored, created
+    return registry.register(store, Layout("uc"), _meta(version, end, **kw), version.encode(), reference)
 
 
 def test_registered_versions_are_immutable_and_idempotent(object_store):
@@ -100,18 +98,6 @@ def test_registered_versions_are_immutable_and_idempotent(object_store):
     assert created and not created_again
     with pytest.raises(PlatformError, match="immutable"):
         registry.register(object_store, Layout("uc"), _meta("v1", "2025-05-31"), b"other", pd.DataFrame({"x": [1]}))
-
-
-def test_champion_as_of_never_uses_a_model_trained_after_the_date(object_store):
-    layout = Layout("uc")
-    _register(object_store, "v0531", "2025-05-31")
-    _register(object_store, "v0615", "2025-06-15", eligible=False, promoted=False)
-    _register(object_store, "v0630", "2025-06-30")
-    assert registry.champion(object_store, layout)["version"] == "v0630"
-    assert registry.champion_as_of(object_store, layout, date(2025, 7, 1))["version"] == "v0630"
-    assert registry.champion_as_of(object_store, layout, date(2025, 6, 20))["version"] == "v0531"
-    with pytest.raises(ModelNotAvailableError, match="2025-05-01"):
-        registry.champion_as_of(object_store, layout, date(2025, 5, 1))
 
 
 def test_model_bytes_are_checked_against_the_registered_checksum(object_store):

@@ -129,9 +129,9 @@ def test_training_origins_cover_window_with_stride(spec):
     cutoff = pd.Timestamp("2024-07-01")
     origins = training_origins(cutoff, spec)
     assert origins.max() == cutoff - DAY
-    assert origins.min() > cutoff - spec.model.training_window_days * DAY
+    assert origins.min() > cutoff - spec.model.training_window * DAY
     assert set(np.diff(origins.to_numpy()).astype("timedelta64[D]").astype(int)) == {
-        spec.model.origin_stride_days
+        spec.model.origin_stride
     }
 
 

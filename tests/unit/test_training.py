@@ -61,7 +61,7 @@ def test_rows_after_run_date_are_rejected(data, spec):
 def test_fold_origins_end_one_horizon_before_run_date(spec):
     run_date = pd.Timestamp("2024-07-18")
     origins = backtest_origins(spec, run_date)
-    horizon, step = spec.forecast.horizon, spec.backtest.fold_step_days
+    horizon, step = spec.forecast.horizon, spec.backtest.fold_step
     assert len(origins) == spec.backtest.folds
     assert origins[-1] == run_date - horizon * DAY
     assert [b - a for a, b in zip(origins, origins[1:], strict=False)] == [step * DAY] * (len(origins) - 1)
@@ -105,7 +105,7 @@ def test_final_model_and_training_window(result, data, spec):
     run_date = last_date(features)
     assert result.training_window["end"] == run_date.date().isoformat()
     start = pd.Timestamp(result.training_window["start"])
-    assert start >= max(features["sales_date"].min(), run_date - spec.model.training_window_days * DAY)
+    assert start >= max(features["sales_date"].min(), run_date - spec.model.training_window * DAY)
     assert 0 < result.n_training_rows <= MAX_TRAINING_ROWS
     assert result.feature_names == result.model.feature_names
     assert {"y_origin", "horizon", "target_day_of_week", "store_id"} <= set(result.feature_names)

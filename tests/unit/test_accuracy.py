@@ -1,0 +1,96 @@
+"""Accuracy on actuals: realised metrics per published run date and horizon, and the decay verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecast_fixtures import make_spec
+from mlplatform import accuracy as A
+
+
+def _published(run_date: str, version: str, error: float, days: int = 7) -> pd.DataFrame:
+    target = pd.date_range(pd.Timestamp(run_date) + pd.Timedelta(days=1), periods=days)
+    rows = []
+    for store in ("s1", "s2"):
+        for h, t in enumerate(target, start=1):
+            p50 = 10.0 * (1 + error)
+            rows.append({"use_case": "demand_forecast", "run_date": run_date, "model_version": version,
+                         "store_id": store, "sku_id": "a", "target_date": t.date(), "horizon": h,
+                         "p10": p50 - 3, "p50": p50, "p90": p50 + 3})
+    return pd.DataFrame(rows)
+
+
+def _features(last: str) -> pd.DataFrame:
+    days = pd.date_range("2025-06-01", last)
+    return pd.DataFrame([{"store_id": s, "sku_id": "a", "sales_date": d, "units_sold": 10.0, "is_stockout": False}
+                         for s in ("s1", "s2") for d in days])
+
+
+def _serving(version: str, wape: float) -> dict:
+    return {"version": version, "metrics": {"model": {"wape": wape}}}
+
+
+def test_only_targets_known_by_the_run_date_are_joined():
+    spec = make_spec()
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.1), A.actuals(_features("2025-06-24"), spec), spec)
+    assert len(rows) == 2 * 4 and rows["target_date"].max() == pd.Timestamp("2025-06-24")
+
+
+def test_censored_days_are_not_actuals():
+    spec = make_spec()
+    features = _features("2025-06-24")
+    features.loc[features["sales_date"] == pd.Timestamp("2025-06-22"), "is_stockout"] = True
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.1), A.actuals(features, spec), spec)
+    assert pd.Timestamp("2025-06-22") not in set(rows["target_date"])
+
+
+def test_breakdown_has_one_row_per_published_date_and_horizon_with_wape_bias_coverage():
+    spec = make_spec()
+    known = A.actuals(_features("2025-06-30"), spec)
+    rows = pd.concat([A.join_actuals(_published(d, "v1", 0.2), known, spec).assign(published_run_date=d)
+                      for d in ("2025-06-20", "2025-06-21")])
+    table = A.breakdown(rows, spec)
+    assert len(table) == 2 * 7
+    assert np.allclose(table["wape"], 0.2) and np.allclose(table["bias"], 0.2) and np.allclose(table["coverage"], 1.0)
+
+
+def test_decay_past_the_limit_is_a_breach_and_says_why():
+    spec = make_spec({"accuracy": {"max_decay": 0.25, "min_rows": 10}})
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.5), A.actuals(_features("2025-06-30"), spec), spec)
+    verdict = A.assess(rows.assign(published_run_date="2025-06-20"), spec, _serving("v1", 0.2))
+    assert verdict["breach"] and "realised wape 0.5000" in verdict["breach_reason"] and "0.2000" in verdict["breach_reason"]
+
+
+def test_accuracy_within_the_limit_is_no_breach():
+    spec = make_spec({"accuracy": {"max_decay": 0.25, "min_rows": 10}})
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.22), A.actuals(_features("2025-06-30"), spec), spec)
+    assert not A.assess(rows, spec, _serving("v1", 0.2))["breach"]
+
+
+def test_too_few_rows_of_the_serving_model_give_no_verdict():
+    spec = make_spec({"accuracy": {"min_rows": 50}})
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.9), A.actuals(_features("2025-06-30"), spec), spec)
+    verdict = A.assess(rows, spec, _serving("v1", 0.2))
+    assert not verdict["breach"] and "no verdict yet" in verdict["note"]
+
+
+def test_rows_of_an_older_model_do_not_count_against_the_new_champion():
+    spec = make_spec({"accuracy": {"min_rows": 10}})
+    rows = A.join_actuals(_published("2025-06-20", "v-old", 0.9), A.actuals(_features("2025-06-30"), spec), spec)
+    verdict = A.assess(rows, spec, _serving("v-new", 0.2))
+    assert not verdict["breach"] and verdict["overall"]["n"] == 14 and verdict["serving"]["realised"]["n"] == 0
+
+
+def test_absolute_wape_limit_alerts_even_without_decay():
+    spec = make_spec({"accuracy": {"max_wape": 0.3, "max_decay": 5.0, "min_rows": 10}})
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.4), A.actuals(_features("2025-06-30"), spec), spec)
+    verdict = A.assess(rows, spec, _serving("v1", 0.35))
+    assert verdict["breach"] and "max_wape 0.3" in verdict["breach_reason"]
+
+
+def test_lookback_selects_earlier_published_dates_only():
+    from datetime import date
+
+    dates = [date(2025, 6, d) for d in (1, 10, 20, 29, 30)]
+    assert A.lookback_dates(dates, date(2025, 6, 30), 20) == [date(2025, 6, 10), date(2025, 6, 20), date(2025, 6, 29)]
