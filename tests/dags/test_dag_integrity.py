@@ -46,20 +46,57 @@ def test_dag_has_tags_owner_retries_and_docs(dagbag, dag_id):
         assert t.retries >= 1, f"{t.task_id} has no retries"
 
 
-def test_demand_dag_chains_the_stages_in_order(dagbag, tmp_path):
+def test_demand_dag_chains_the_stages_and_branches_on_retraining(dagbag, tmp_path):
     from mlplatform.pipeline import stage_calls
     from mlplatform.settings import load_settings
     from mlplatform.spec import get_spec
 
     dag = dagbag.dags["demand_forecast"]
-    order = ["land_raw", "build_features", "validate_features", "train_model", "monitor_drift",
-             "score_and_publish"]
-    assert [t.task_id for t in dag.topological_sort()] == order
+    t = dag.get_task
+    assert t("build_features").upstream_task_ids == {"land_raw"}
+    assert t("validate_features").downstream_task_ids == {"monitor_drift", "evaluate_accuracy"}
+    assert t("decide_retrain").upstream_task_ids == {"monitor_drift", "evaluate_accuracy"}
+    assert t("decide_retrain").downstream_task_ids == {"train_model", "keep_champion"}
+    assert t("score_and_publish").upstream_task_ids == {"train_model", "keep_champion"}
+    assert t("score_and_publish").trigger_rule == "none_failed_min_one_success"
+    assert type(t("decide_retrain")).__name__ == "_BranchPythonDecoratedOperator"
     # `mlplatform run` and the benchmarks run the same stages in the same order without Airflow
     settings = load_settings({"MLPLATFORM_DATA_DIR": str(tmp_path)})
-    assert [name for name, _ in stage_calls(get_spec("demand_forecast"), None, settings, None)] == order
-    assert dag.get_task("land_raw").pool == C.WAREHOUSE_POOL
-    assert dag.get_task("build_features").pool == C.WAREHOUSE_POOL
+    order = [task.task_id for task in dag.topological_sort() if task.task_id != "keep_champion"]
+    names = [name for name, _ in stage_calls(get_spec("demand_forecast"), None, settings, None)]
+    assert sorted(names) == sorted(order) and names.index("decide_retrain") < names.index("train_model")
+    assert t("land_raw").pool == C.WAREHOUSE_POOL
+    assert t("build_features").pool == C.WAREHOUSE_POOL
+    assert "model_version" in dag.params
+
+
+def test_published_forecasts_are_an_asset_and_the_rollup_consumer_is_scheduled_on_it(dagbag):
+    from mlplatform.spec import load_all_specs
+
+    specs, _ = load_all_specs()
+    with_rollups = [s.name for s in specs if s.publish.rollups]
+    for spec in specs:
+        [outlet] = dagbag.dags[spec.name].get_task("score_and_publish").outlets
+        assert outlet.name == f"{spec.name}_forecasts" and outlet.uri.endswith(f"/{spec.name}/forecasts")
+    for name in with_rollups:
+        consumer = dagbag.dags[f"{name}__rollups"]
+        assert [a.name for a in consumer.timetable.asset_condition.objects] == [f"{name}_forecasts"]
+
+
+def test_the_rollback_dag_is_manual_and_asks_for_use_case_version_and_reason(dagbag):
+    dag = dagbag.dags["mlplatform_model_rollback"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None: only triggered by hand
+    assert set(dag.params) == {"use_case", "version", "reason"}
+
+
+def test_a_spec_copied_under_a_new_name_gets_its_own_valid_dag(tmp_path: Path):
+    specs = tmp_path / "use_cases"
+    shutil.copytree(C.USE_CASES_DIR, specs)
+    text = (C.USE_CASES_DIR / "demand_forecast.yaml").read_text()
+    (specs / "demand_forecast_eu.yaml").write_text(text.replace("name: demand_forecast", "name: demand_forecast_eu"))
+    result = _parse_in_subprocess({"MLPLATFORM_USE_CASES_DIR": str(specs)})
+    assert result["errors"] == {}
+    assert {"demand_forecast", "demand_forecast_eu"} <= set(result["dag_ids"])
 
 
 def _parse_in_subprocess(extra_env: dict[str, str] | None = None) -> dict:
@@ -92,8 +129,12 @@ def test_a_bad_spec_is_reported_and_the_other_dags_still_load(tmp_path: Path):
     specs = tmp_path / "use_cases"
     shutil.copytree(C.USE_CASES_DIR, specs)
     (specs / "broken_case.yaml").write_text("name: broken_case\nkind: forecast\nforecast: {horizon: soon}\n")
+    text = (C.USE_CASES_DIR / "demand_forecast.yaml").read_text()
+    (specs / "typo_case.yaml").write_text(text.replace("name: demand_forecast", "name: typo_case")
+                                          .replace("horizon: 14", "horizon: 14\n  horizn: 7"))
     result = _parse_in_subprocess({"MLPLATFORM_USE_CASES_DIR": str(specs)})
     assert "demand_forecast" in result["dag_ids"]
-    assert "broken_case" not in result["dag_ids"]
+    assert "broken_case" not in result["dag_ids"] and "typo_case" not in result["dag_ids"]
     [error] = [e for f, e in result["errors"].items() if f.endswith("use_case_spec_check.py")]
     assert "broken_case.yaml" in error and "forecast.horizon" in error and "source" in error
+    assert "typo_case.yaml" in error and "field 'forecast.horizn'" in error and "did you mean 'horizon'" in error

@@ -95,10 +95,11 @@ _PRODUCT_UTIL = (0.0, 0.9, -0.4)  # logit offset: loans start drawn, overdrafts 
 _PRE_EPOCH_SHARE = 0.6  # share of customers already open at EPOCH (the rest open through 2026)
 _OPEN_FROM, _OPEN_LAST = date(2008, 1, 1), date(2026, 12, 31)
 
-_RHO_RISK, _RHO_UTIL, _RHO_MACRO = 0.85, 0.6, 0.8
+_RHO_SLOW, _RHO_RISK, _RHO_UTIL, _RHO_MACRO = 0.92, 0.85, 0.6, 0.8
+_RISK_SD = 0.9
 _SHOCK_PROB, _SHOCK_SIZE = 0.02, 1.6
-_HAZARD_PERSISTENT, _HAZARD_TRANSIENT = 0.4, 0.6  # latent risk weights in the default log-odds
-_BUCKET_LOGIT = (0.0, 0.6, 2.0, 3.4)  # default log-odds by delinquency bucket (0 = current)
+_HAZARD_PERSISTENT, _HAZARD_TRANSIENT = 0.4, 0.9  # latent risk weights in the default log-odds
+_BUCKET_LOGIT = (0.0, 0.3, 1.4, 2.4)  # default log-odds by delinquency bucket (0 = current)
 # Intercept giving a ~4.5 % 90-day default rate at default parameters (calibrated by simulation).
 _BASE_INTERCEPT = -6.05
 _BASE_RATE = 0.045
@@ -172,7 +173,8 @@ class _Portfolio:
     age: np.ndarray
     opened: np.ndarray  # date ordinal
     offset: np.ndarray  # review day within each 30-day cycle
-    risk: np.ndarray  # persistent latent risk
+    risk: np.ndarray  # persistent latent risk at EPOCH
+    risk_mean: np.ndarray  # what it reverts to (segment and age)
     util_level: np.ndarray  # logit-scale utilisation propensity
     income0: np.ndarray  # income band index at opening (0..4)
     income_growth: np.ndarray  # income bands gained per year on book
@@ -200,14 +202,15 @@ def _portfolio(n: int, seed: int) -> _Portfolio:
     offset = rng.integers(0, CYCLE_DAYS, n)
 
     lat = np.random.default_rng([seed, _STREAM_LATENT])
-    risk = np.asarray(_SEGMENT_RISK)[segment] + 0.3 * (age == 0) - 0.15 * (age >= 3) + lat.normal(0, 0.9, n)
+    risk_mean = np.asarray(_SEGMENT_RISK)[segment] + 0.3 * (age == 0) - 0.15 * (age >= 3)
+    risk = risk_mean + lat.normal(0, _RISK_SD, n)
     income = np.asarray(_SEGMENT_INCOME)[segment] - 0.35 * risk + 0.4 * np.minimum(age, 3) + lat.normal(0, 0.7, n)
     income0 = np.clip(np.round(income), 0, len(INCOME_BANDS) - 1).astype(int)
     base_limit = np.asarray(_PRODUCT_LIMIT)[product] * (1 + income0) * lat.lognormal(0, 0.25, n)
     return _Portfolio(
         ids=np.array([f"C{i + 1:0{max(5, len(str(n)))}d}" for i in range(n)], dtype=object),
         segment=segment, product=product, region=region, age=age, opened=opened, offset=offset,
-        risk=risk, util_level=np.asarray(_PRODUCT_UTIL)[product] + 0.5 * risk + lat.normal(-0.6, 0.6, n),
+        risk=risk, risk_mean=risk_mean, util_level=np.asarray(_PRODUCT_UTIL)[product] + 0.5 * risk + lat.normal(-0.6, 0.6, n),
         income0=income0, income_growth=lat.uniform(0.0, 0.15, n),
         base_limit=np.round(base_limit, -2).clip(min=500.0),
         risk0=lat.normal(0, 1, n), util0=lat.normal(0, 0.5, n),
@@ -236,6 +239,7 @@ def generate_customers(n_customers: int, seed: int) -> pd.DataFrame:
 class _State:
     """Portfolio state carried from one cycle to the next (all customers)."""
 
+    slow: np.ndarray  # slowly mean-reverting part of the customer's risk (circumstances change over years)
     risk: np.ndarray
     util: np.ndarray  # logit scale
     bucket: np.ndarray  # 0 current, 1..3 = 1-30, 31-60, 61-90 days past due
@@ -296,7 +300,9 @@ def _advance(params: dict[str, Any], p: _Portfolio, s: _State, c: int) -> _Cycle
     s.macro = _RHO_MACRO * s.macro + rng.normal(0, 0.08)
     macro = _macro_wave(seed, c) + s.macro
     s.risk = _RHO_RISK * s.risk + math.sqrt(1 - _RHO_RISK**2) * rng.normal(0, 1, n) + _SHOCK_SIZE * shock
-    x = p.risk + 0.8 * s.risk + 0.3 * macro + shift
+    s.slow = _RHO_SLOW * s.slow + math.sqrt(1 - _RHO_SLOW**2) * _RISK_SD * rng.normal(0, 1, n)
+    persistent = p.risk_mean + s.slow
+    x = persistent + 0.8 * s.risk + 0.3 * macro + shift
     s.util = _RHO_UTIL * s.util + (1 - _RHO_UTIL) * (p.util_level + 1.1 * x) + rng.normal(0, 0.25, n) + 1.2 * shock
     util = np.minimum(1.08 * _sigmoid(s.util), 1.08)
 
@@ -318,7 +324,7 @@ def _advance(params: dict[str, Any], p: _Portfolio, s: _State, c: int) -> _Cycle
     dpd = np.where(s.bucket == 0, 0, 30 * (s.bucket - 1) + rng.integers(1, 31, n))
     inquiries = rng.poisson(np.exp(-1.3 + 0.5 * x + 1.0 * shock))
 
-    risk = _HAZARD_PERSISTENT * p.risk + _HAZARD_TRANSIENT * s.risk + shift
+    risk = _HAZARD_PERSISTENT * persistent + _HAZARD_TRANSIENT * s.risk + 0.8 * shock + shift
     logit = _hazard_logit(params, p, risk, util, s.bucket, late12, tenure, macro)
     defaults = active & (rng.random(n) < _sigmoid(logit))
     default_day = review + rng.integers(1, CYCLE_DAYS, n)  # strictly between two reviews
@@ -343,7 +349,7 @@ def _cycles(params: dict[str, Any]) -> Iterator[_Cycle]:
 
     p = _portfolio(params["n_customers"], params["seed"])
     n = p.ids.size
-    state = _State(risk=p.risk0.copy(), util=p.util_level + p.util0, bucket=np.zeros(n, dtype=int),
+    state = _State(slow=p.risk - p.risk_mean, risk=p.risk0.copy(), util=p.util_level + p.util0, bucket=np.zeros(n, dtype=int),
                    late=np.zeros((12, n), dtype=bool), defaulted=np.zeros(n, dtype=bool), macro=0.0)
     c = 0
     while True:
