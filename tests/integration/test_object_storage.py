@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlplatform import registry
-from mlplatform.errors import ModelNotAvailableError, PlatformError, PublishError
+from mlplatform.errors import PlatformError, PublishError
 from mlplatform.publishing import publish_partition, published_dates, read_manifest, read_published
 from mlplatform.storage import Layout
 

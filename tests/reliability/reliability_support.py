@@ -67,8 +67,8 @@ def single_openmp_thread() -> Any:
     return threadpool_limits(limits=1, user_api="openmp")
 
 
-STAGES: tuple[str, ...] = ("land_raw", "build_features", "validate_features", "train_model",
-                           "monitor_drift", "score_and_publish")
+STAGES: tuple[str, ...] = ("land_raw", "build_features", "validate_features", "monitor_drift",
+                           "evaluate_accuracy", "decide_retrain", "train_model", "score_and_publish")
 
 
 def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings,

@@ -23,9 +23,10 @@ def test_backfill_model_is_trained_only_on_data_up_to_its_run_date(world):
     assert meta["trained_for_run_date"] == rs.BACKFILL_DATE.isoformat()
     assert meta["training_window"]["end"] <= rs.BACKFILL_DATE.isoformat()
     assert meta["data"]["snapshot_uri"].endswith(f"/features/run_date={rs.BACKFILL_DATE}/")
-    # eligible to serve its own date, but it must not take the pointer from the newer champion
-    assert meta["decision"]["eligible"] is True
-    assert meta["decision"]["promoted"] is False, meta["decision"]
+    # there was no champion as of the backfilled date: it trained and became champion *for that date* only
+    assert world.runs[rs.BACKFILL_DATE]["decide_retrain"]["triggers"][0]["trigger"] == "no_champion"
+    assert meta["decision"]["eligible"] is True and meta["decision"]["promoted"] is True, meta["decision"]
+    assert registry.serving_model(world.store, Layout(world.spec.name), rs.BACKFILL_DATE)["version"] == version
 
 
 def test_backfill_forecasts_carry_the_backfill_model_not_the_newer_champion(world):
@@ -45,13 +46,15 @@ def test_backfill_forecasts_carry_the_backfill_model_not_the_newer_champion(worl
     assert world.runs[rs.BACKFILL_DATE]["monitor_drift"]["model_version"] == backfill_version
 
 
-def test_backfill_leaves_the_champion_pointer_and_the_later_partition_alone(world):
+def test_backfill_leaves_the_current_champion_and_the_later_partition_alone(world):
     layout = Layout(world.spec.name)
     champion_version = world.runs[rs.CHAMPION_DATE]["train_model"]["version"]
-    pointer = world.store.get_json(layout.champion_pointer())
-    assert pointer["version"] == champion_version
-    assert pointer["training_end"] == rs.CHAMPION_DATE.isoformat()
+    alias = world.store.get_json(layout.alias(registry.CHAMPION))
+    assert alias["version"] == champion_version and alias["effective_date"] == rs.CHAMPION_DATE.isoformat()
     assert registry.champion(world.store, layout)["version"] == champion_version
+    moves = [(e["to_version"], e["effective_date"]) for e in registry.audit_log(world.store, layout)]
+    backfill_version = world.runs[rs.BACKFILL_DATE]["train_model"]["version"]
+    assert moves == [(champion_version, rs.CHAMPION_DATE.isoformat()), (backfill_version, rs.BACKFILL_DATE.isoformat())]
     later = read_published(world.store, layout.forecasts(rs.CHAMPION_DATE))
     assert set(later["model_version"]) == {champion_version}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import reliability_support as rs
 
-from mlplatform import pipeline
+from mlplatform import pipeline, registry
 from mlplatform.publishing import read_manifest
 from mlplatform.storage import Layout
 
@@ -31,8 +31,7 @@ def drifted(module_world_copy):
 def test_drift_is_detected_on_units_columns_for_a_date_after_the_drift_start(drifted):
     copy, results = drifted
     drift = results["monitor_drift"]
-    assert drift["model_version"] == copy.store.get_json(
-        Layout(copy.spec.name).champion_pointer())["version"]
+    assert drift["model_version"] == registry.champion(copy.store, Layout(copy.spec.name))["version"]
     assert drift["drift_detected"] is True, drift
     assert drift["drifted_share"] >= copy.spec.monitoring.drift_share
     assert UNITS_COLUMNS <= set(drift["drifted_columns"]), drift["drifted_columns"]
@@ -72,3 +71,26 @@ def test_publication_for_the_drifted_date_records_the_drift_verdict(drifted):
     assert published["model_version"] == results["monitor_drift"]["model_version"]
     assert manifest["drift"]["drift_detected"] is True
     assert manifest["drift"]["drifted_columns"] == results["monitor_drift"]["drifted_columns"]
+
+
+def test_drift_triggers_a_retrain_whose_promotion_decision_is_recorded_and_audited(drifted):
+    copy, results = drifted
+    layout = Layout(copy.spec.name)
+    champion_before = registry.champion(copy.store, layout)["version"]
+    events_before = len(registry.audit_log(copy.store, layout))
+    pipeline.evaluate_accuracy(copy.spec, rs.DRIFTED_DATE, copy.store)
+    decision = pipeline.decide_retrain(copy.spec, rs.DRIFTED_DATE, copy.store)
+    assert decision["retrain"] is True
+    assert "drift" in [t["trigger"] for t in decision["triggers"]], decision
+    with rs.single_openmp_thread():
+        trained = pipeline.train_model(copy.spec, rs.DRIFTED_DATE, copy.store, actor="test:drift")
+    meta = registry.read_metadata(copy.store, layout, trained["version"])
+    checks = meta["decision"]["checks"]
+    assert checks["champion"]["champion"] == champion_before  # compared with the pre-drift champion
+    assert meta["metrics"]["champion"]["n_eval_rows"] > 0
+    [event] = registry.audit_log(copy.store, layout)[events_before:]
+    assert event["to_version"] == trained["version"] and event["actor"] == "test:drift"
+    assert event["reason"] == meta["decision"]["reason"]
+    assert event["alias"] == ("champion" if meta["decision"]["promoted"] else "challenger")
+    stored = copy.store.get_json(f"{layout.lifecycle(rs.DRIFTED_DATE)}/{pipeline.RETRAIN_FILE}")
+    assert stored["retrain"] is True and stored["champion"] == champion_before

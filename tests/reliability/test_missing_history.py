@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import pytest
 import reliability_support as rs
 
-from mlplatform import pipeline
+from mlplatform import pipeline, registry
 from mlplatform.errors import DataQualityError, ModelNotAvailableError
 from mlplatform.storage import Layout
 
@@ -62,8 +62,8 @@ def test_history_too_short_for_the_backtest_stops_at_train_model_and_registers_n
     assert "too short" in message and f"history starts {rs.HISTORY_START.isoformat()}" in message, message
     layout = Layout(spec.name)
     assert store.list_keys(layout.models() + "/") == []
-    assert not store.exists(layout.champion_pointer())
+    assert registry.champion(store, layout) is None and registry.audit_log(store, layout) == []
     # scoring the date afterwards (e.g. a manual rerun of the task) finds no model instead of crashing
-    with pytest.raises(ModelNotAvailableError, match="no eligible model version"):
+    with pytest.raises(ModelNotAvailableError, match="no champion as of"):
         pipeline.score_and_publish(spec, SHORT_HISTORY, store)
     assert store.list_keys(layout.forecasts(SHORT_HISTORY) + "/") == []

@@ -14,7 +14,7 @@ import json
 import pytest
 import reliability_support as rs
 
-from mlplatform import datagen, pipeline
+from mlplatform import datagen, pipeline, registry
 from mlplatform.errors import DataQualityError
 from mlplatform.publishing import read_manifest, read_published
 from mlplatform.storage import Layout
@@ -82,4 +82,4 @@ def test_stages_after_a_failed_validation_refuse_the_date_and_keep_the_earlier_p
     manifest = read_manifest(store, layout.forecasts(DAY))
     frame = read_published(store, layout.forecasts(DAY))  # checksums verified against the manifest
     assert len(frame) == manifest["row_count"] and manifest["validation"]["success"] is True
-    assert store.get_json(layout.champion_pointer())["version"] == manifest["model_version"]
+    assert registry.champion(store, layout)["version"] == manifest["model_version"]

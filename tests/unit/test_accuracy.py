@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from forecast_fixtures import make_spec
+
 from mlplatform import accuracy as A
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-
 from forecast_fixtures import make_spec
+
 from mlplatform.lifecycle import retrain_triggers
 
 RUN = date(2025, 6, 30)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-
 from forecast_fixtures import make_spec
+
 from mlplatform.model_card import reference_statistics, render
 from mlplatform.rollups import rollup_frame
 from mlplatform.spec import RollupSpec
