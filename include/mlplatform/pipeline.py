@@ -215,7 +215,7 @@ def evaluate_accuracy(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> 
         rows = A.join_actuals(read_published(store, layout.forecasts(published)), known, spec)
         parts.append(rows.assign(**{A.PUBLISHED_RUN_DATE: published.isoformat()}))
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    serving = registry.champion_on(store, layout, run_date)
+    serving = registry.incumbent(store, layout, run_date)
     verdict = A.assess(rows, spec, serving)
     prefix = layout.accuracy(run_date)
     table = A.breakdown(rows, spec) if len(rows) else pd.DataFrame()
@@ -240,7 +240,7 @@ def decide_retrain(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned
     if pinned:
         result = {"retrain": False, "triggers": [], "skipped": f"{PINNED}: {pinned} serves this run"}
     else:
-        champion = registry.champion_on(store, layout, run_date)
+        champion = registry.incumbent(store, layout, run_date)
         drift = _stored(store, f"{layout.monitoring(run_date)}/{DRIFT_FILE}")
         acc = _stored(store, f"{layout.accuracy(run_date)}/{ACCURACY_FILE}")
         triggers = [t.to_dict() for t in retrain_triggers(spec, run_date, champion, drift, acc)]
@@ -300,7 +300,7 @@ def _champion_for_gate(store: ObjectStore, layout: Layout, spec: UseCaseSpec, ru
     """(metadata, trainer input) of the champion as of ``run_date``, or (None, None)."""
     from mlplatform import models
 
-    meta = registry.champion_on(store, layout, run_date)
+    meta = registry.incumbent(store, layout, run_date)
     if meta is None:
         return None, None
     model = models.load(spec, registry.load_model_bytes(store, layout, meta))
@@ -339,23 +339,24 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
 # --- monitor -------------------------------------------------------------------------------------------
 
 def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None) -> dict:
-    """Compare the latest window with the serving model's training reference; store JSON and HTML.
+    """Compare the latest window with the incumbent's (or the pinned version's) training reference.
 
-    With no champion yet there is no reference: the check is skipped (and says so), and the retraining
-    trigger 'no champion' fires instead.
+    The incumbent is the champion going into the date (see ``registry.incumbent``). With no champion yet
+    there is no reference: the check is skipped (and says so), and the 'no champion' trigger fires.
     """
     from mlplatform.monitoring import detect_drift
 
     layout = Layout(spec.name)
     prefix = layout.monitoring(run_date)
-    if pinned is None and registry.champion_on(store, layout, run_date) is None:
+    incumbent = registry.incumbent(store, layout, run_date)
+    if pinned is None and incumbent is None:
         summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": None,
-                   "skipped": f"no champion as of {run_date}: nothing to compare with",
+                   "skipped": f"no champion before {run_date}: nothing to compare with",
                    "drift_detected": False, "drifted_share": 0.0, "drifted_columns": []}
         uri = store.put_json(f"{prefix}/{DRIFT_FILE}", summary)
         return {"drift_detected": False, "skipped": summary["skipped"], "summary_uri": uri, "model_version": None}
     features, _, _ = load_snapshot(spec, run_date, store)
-    model = registry.serving_model(store, layout, run_date, pinned)
+    model = registry.serving_model(store, layout, run_date, pinned) if pinned else incumbent
     reference = registry.load_reference(store, layout, model)
     time_col = spec.features.time_column
     window_start = run_date - timedelta(days=spec.monitoring.window_days - 1)

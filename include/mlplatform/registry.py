@@ -270,6 +270,17 @@ def champion_on(store: ObjectStore, layout: Layout, run_date: date) -> dict | No
     return read_metadata(store, layout, version) if version else None
 
 
+def incumbent(store: ObjectStore, layout: Layout, run_date: date) -> dict | None:
+    """The champion going into ``run_date``: moves effective before that date, not the date's own.
+
+    Monitoring, the retraining triggers and the promotion gate of a run compare against this model, so
+    a rerun of the date (after its own promotion) reaches the same verdicts and writes the same content.
+    """
+    from datetime import timedelta
+
+    return champion_on(store, layout, run_date - timedelta(days=1))
+
+
 def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: str | None = None) -> dict:
     """The version that serves ``run_date``: a pinned version, else the champion as of that date.
 

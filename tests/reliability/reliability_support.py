@@ -22,6 +22,7 @@ from mlplatform.storage import ObjectStore
 HISTORY_START = date(2024, 6, 1)
 CHAMPION_DATE = date(2025, 6, 30)  # first full run: its model becomes the champion
 BACKFILL_DATE = date(2025, 6, 15)  # full run after CHAMPION_DATE, for an earlier date
+PRE_DRIFT_DATE = date(2025, 7, 5)  # after the champion, before the drift
 DRIFT_START = date(2025, 7, 7)     # demand x2, prices x sqrt(2), promotions likelier from this day on
 DRIFTED_DATE = date(2025, 7, 28)   # 22 of the 28 monitored days are drifted
 DRIFT_FACTOR = 2.0

@@ -37,13 +37,21 @@ def test_drift_is_detected_on_units_columns_for_a_date_after_the_drift_start(dri
     assert UNITS_COLUMNS <= set(drift["drifted_columns"]), drift["drifted_columns"]
 
 
-def test_no_drift_is_reported_for_the_pre_drift_champion_date(world):
-    drift = world.runs[rs.CHAMPION_DATE]["monitor_drift"]
-    assert drift["model_version"] == world.runs[rs.CHAMPION_DATE]["train_model"]["version"]
+def test_no_drift_is_reported_for_a_date_before_the_drift_start(drifted):
+    copy, _ = drifted
+    results = rs.full_run(copy.spec, rs.PRE_DRIFT_DATE, copy.settings, copy.store,
+                          stages=("build_features", "validate_features", "monitor_drift"))
+    drift = results["monitor_drift"]
+    assert drift["model_version"] == registry.champion_on(copy.store, Layout(copy.spec.name), rs.CHAMPION_DATE)["version"]
     assert drift["drift_detected"] is False, drift
-    assert drift["drifted_share"] < world.spec.monitoring.drift_share
-    stored = world.store.get_json(rs.key_of(world.store, drift["summary_uri"]))
+    assert drift["drifted_share"] < copy.spec.monitoring.drift_share
+    stored = copy.store.get_json(rs.key_of(copy.store, drift["summary_uri"]))
     assert stored["drift_detected"] is False
+
+
+def test_the_first_run_has_no_champion_to_compare_with_and_says_so(world):
+    drift = world.runs[rs.CHAMPION_DATE]["monitor_drift"]
+    assert drift["model_version"] is None and "no champion before" in drift["skipped"]
 
 
 def test_drift_summary_and_html_report_are_stored_under_the_monitoring_partition(drifted):
