@@ -58,7 +58,8 @@ SECTIONS = ("parse", "pipeline", "scale", "publish", "orchestration", "contentio
 # Modules DAG parsing must not import (same list as tests/dags/test_dag_integrity.py, plus their companions).
 HEAVY = ["pandas", "numpy", "sklearn", "scipy", "evidently", "great_expectations", "boto3", "botocore", "duckdb",
          "pyarrow", "dbt", "joblib", "cosmos"]
-STAGES = ["land_raw", "build_features", "validate_features", "train_model", "monitor_drift", "score_and_publish"]
+STAGES = ["land_raw", "build_features", "validate_features", "monitor_drift", "evaluate_accuracy", "decide_retrain",
+          "train_model", "score_and_publish"]
 SINGLE_DAG_ID = "bench_dbt_single_build"
 COSMOS_DAG_ID = "bench_dbt_cosmos"
 
@@ -197,9 +198,10 @@ def worker_parse(payload: dict) -> dict:
 
 def _stage_summary(name: str, out: dict) -> dict:
     keep = {"land_raw": ["rows_landed", "days_landed"], "build_features": ["rows"],
-            "validate_features": ["evaluated"], "train_model": ["created", "wape", "baseline_wape"],
-            "monitor_drift": ["drift_detected", "drifted_share"], "score_and_publish": ["rows", "files"]}
-    return {k: round(out[k], 4) if isinstance(out[k], float) else out[k] for k in keep[name] if k in out}
+            "validate_features": ["evaluated"], "train_model": ["created", "model_value", "baseline_value", "skipped"],
+            "monitor_drift": ["drift_detected", "drifted_share", "skipped"], "score_and_publish": ["rows", "files"],
+            "evaluate_accuracy": ["realised_rows", "breach"], "decide_retrain": ["retrain"]}
+    return {k: round(out[k], 4) if isinstance(out[k], float) else out[k] for k in keep.get(name, []) if k in out}
 
 
 def _bucket_etags(store, prefix: str) -> dict[str, str]:
