@@ -1,4 +1,4 @@
-# Quickstart: `make demo` (set-up + the demand-forecast pipeline end to end) and `make test` (set-up + suite).
+# Quickstart: `make demo` (set-up + every use-case pipeline end to end) and `make test` (set-up + suite).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3.11
@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 ENV := . $(CURDIR)/.local/local.env && export PATH=$(BIN):$$PATH
 USE_CASE ?= demand_forecast
+DEMO_USE_CASES ?= demand_forecast revenue_forecast credit_risk
 RUN_DATE ?= 2025-06-30
 PYTEST_ARGS ?=
 
@@ -47,16 +48,21 @@ airflow-init: s3 ## Airflow home in .airflow (SQLite), metadata DB, warehouse po
 	  airflow pools set mlplatform_warehouse 1 "DuckDB allows one writer: serialise warehouse tasks" >/dev/null && \
 	  echo "Airflow home: $$AIRFLOW_HOME (SQLite)"
 
-demo: airflow-init ## run the demand-forecast DAG for RUN_DATE end to end and print the summary
-	@echo "Running DAG $(USE_CASE) for logical date $(RUN_DATE) (airflow dags test)..."
-	@$(ENV) && start=$$(date +%s) && \
-	  airflow dags test $(USE_CASE) $(RUN_DATE) > .local/demo-$(USE_CASE)-$(RUN_DATE).log 2>&1 || \
-	  { tail -40 .local/demo-$(USE_CASE)-$(RUN_DATE).log; echo "DAG run failed: full log in .local/demo-$(USE_CASE)-$(RUN_DATE).log"; exit 1; } ; \
-	  grep -q "state=success" .local/demo-$(USE_CASE)-$(RUN_DATE).log || \
-	  { grep -E "ERROR|Error|failed" .local/demo-$(USE_CASE)-$(RUN_DATE).log | tail -20; \
-	    echo "DAG run did not succeed: full log in .local/demo-$(USE_CASE)-$(RUN_DATE).log"; exit 1; } ; \
-	  echo "DAG run succeeded in $$(( $$(date +%s) - start )) s (log: .local/demo-$(USE_CASE)-$(RUN_DATE).log)"; \
-	  mlplatform summary $(USE_CASE) $(RUN_DATE)
+demo: airflow-init ## run every use case's DAG for RUN_DATE end to end (+ the roll-up consumer) and print summaries
+	@$(ENV) && for uc in $(DEMO_USE_CASES); do \
+	  log=.local/demo-$$uc-$(RUN_DATE).log; start=$$(date +%s); \
+	  echo "Running DAG $$uc for logical date $(RUN_DATE) (airflow dags test)..."; \
+	  airflow dags test $$uc $(RUN_DATE) > $$log 2>&1 || { tail -40 $$log; echo "DAG run failed: full log in $$log"; exit 1; }; \
+	  grep -q "state=success" $$log || { grep -E "ERROR|Error|failed" $$log | tail -20; \
+	    echo "DAG run did not succeed: full log in $$log"; exit 1; }; \
+	  echo "DAG $$uc succeeded in $$(( $$(date +%s) - start )) s (log: $$log)"; \
+	  mlplatform summary $$uc $(RUN_DATE); echo; \
+	done; \
+	echo "Running the downstream consumer revenue_forecast__rollups for $(RUN_DATE)..."; \
+	airflow dags test revenue_forecast__rollups $(RUN_DATE) -c '{"run_date": "$(RUN_DATE)"}' \
+	  > .local/demo-rollups-$(RUN_DATE).log 2>&1 && grep -q "state=success" .local/demo-rollups-$(RUN_DATE).log || \
+	  { tail -40 .local/demo-rollups-$(RUN_DATE).log; exit 1; }; \
+	mlplatform rollup revenue_forecast monthly $(RUN_DATE)
 
 summary: ## print the summary of USE_CASE for RUN_DATE
 	@$(ENV) && mlplatform summary $(USE_CASE) $(RUN_DATE)

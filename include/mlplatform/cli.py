@@ -233,6 +233,21 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollup(args: argparse.Namespace) -> int:
+    """Print a published roll-up (what finance reads), verified against its manifest."""
+    from mlplatform.publishing import read_manifest, read_published
+    from mlplatform.spec import get_spec
+    from mlplatform.storage import Layout
+
+    _, store = _store_from_env()
+    prefix = Layout(get_spec(args.use_case).name).rollup(args.name, date.fromisoformat(args.run_date))
+    manifest = read_manifest(store, prefix)
+    frame = read_published(store, prefix).drop(columns=["use_case", "run_date"])
+    print(f"{manifest['partition_uri']}  ({manifest['row_count']} rows, model {manifest['model_version']})")
+    print(frame.to_string(index=False, max_rows=args.max_rows, float_format=lambda v: f"{v:,.0f}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--model-version", default=None, help="pin a registered version (no retraining)")
         cmd.set_defaults(func=func)
+    roll = sub.add_parser("rollup", help="print a published roll-up table")
+    roll.add_argument("use_case")
+    roll.add_argument("name", help="roll-up name from the spec's publish.rollups")
+    roll.add_argument("run_date")
+    roll.add_argument("--max-rows", type=int, default=40)
+    roll.set_defaults(func=cmd_rollup)
     reg = sub.add_parser("registry", help="model versions, audit log, rollback")
     reg_sub = reg.add_subparsers(dest="action", required=True)
     for action in ("versions", "audit", "rollback"):

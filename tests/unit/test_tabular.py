@@ -203,6 +203,14 @@ def test_backtest_does_not_depend_on_row_order(features, one_fold, run_date):
     assert a == b
 
 
+def test_row_cap_defaults_to_the_spec_and_applies_to_every_fit(features, run_date):
+    capped = make_spec(overrides={"backtest": {"folds": 1}, "model": {"max_training_rows": 1000}})
+    result = train_and_backtest(features, capped, run_date)
+    assert result.metrics["folds"][0]["n_training_rows"] == result.n_training_rows == 1000
+    uncapped = train_and_backtest(features, capped, run_date, max_training_rows=None)
+    assert uncapped.n_training_rows == _manual_training_count(features, capped, run_date)
+
+
 # -------------------------------------------------------------------------------------- calibration
 
 

@@ -210,7 +210,7 @@ def _portfolio(n: int, seed: int) -> _Portfolio:
     return _Portfolio(
         ids=np.array([f"C{i + 1:0{max(5, len(str(n)))}d}" for i in range(n)], dtype=object),
         segment=segment, product=product, region=region, age=age, opened=opened, offset=offset,
-        risk=risk, risk_mean=risk_mean, util_level=np.asarray(_PRODUCT_UTIL)[product] + 0.5 * risk + lat.normal(-0.6, 0.6, n),
+        risk=risk, risk_mean=risk_mean, util_level=np.asarray(_PRODUCT_UTIL)[product] + 0.3 * risk + lat.normal(-0.5, 0.8, n),
         income0=income0, income_growth=lat.uniform(0.0, 0.15, n),
         base_limit=np.round(base_limit, -2).clip(min=500.0),
         risk0=lat.normal(0, 1, n), util0=lat.normal(0, 0.5, n),
@@ -303,7 +303,7 @@ def _advance(params: dict[str, Any], p: _Portfolio, s: _State, c: int) -> _Cycle
     s.slow = _RHO_SLOW * s.slow + math.sqrt(1 - _RHO_SLOW**2) * _RISK_SD * rng.normal(0, 1, n)
     persistent = p.risk_mean + s.slow
     x = persistent + 0.8 * s.risk + 0.3 * macro + shift
-    s.util = _RHO_UTIL * s.util + (1 - _RHO_UTIL) * (p.util_level + 1.1 * x) + rng.normal(0, 0.25, n) + 1.2 * shock
+    s.util = _RHO_UTIL * s.util + (1 - _RHO_UTIL) * (p.util_level + 0.7 * x) + rng.normal(0, 0.3, n) + 1.2 * shock
     util = np.minimum(1.08 * _sigmoid(s.util), 1.08)
 
     u_bucket = rng.random(n)
