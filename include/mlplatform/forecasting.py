@@ -317,7 +317,7 @@ class _Panel:
         return self.periods.numbers(origins, "origins") if origins else np.array([], dtype=np.int64)
 
     def origin_rows(self, origins: np.ndarray | None) -> np.ndarray:
-        """Positions of the rows in an origin period, ordered by (period, series) for input-order invariance."""
+        """Positions of the rows in an origin period, ordered by (period, series): input-order invariant."""
         import numpy as np
 
         rows = np.arange(len(self.frame))
@@ -493,8 +493,9 @@ def build_training_set(
 ) -> pd.DataFrame:
     """``make_supervised`` rows of the training window whose targets are observed and <= ``cutoff``.
 
-    The cutoff may be any date: the window ends at the latest period end on or before it. Rows after the cutoff are dropped before any lookup, so no target (nor seasonal reference) from
-    after the cutoff can leak in. ``max_rows`` bounds fitting time and memory however many series a
+    The cutoff may be any date: the window ends at the latest period end on or before it. Rows after
+    the cutoff are dropped before any lookup, so no target (nor seasonal reference) from after the
+    cutoff can leak in. ``max_rows`` bounds fitting time and memory however many series a
     use case has: neighbouring origins overlap heavily (each target date recurs in about H / stride
     rows per series), so a seeded uniform sample loses little accuracy while each quantile fit gets
     proportionally cheaper; the sample is drawn before the frame is assembled. ``None`` keeps all rows.

@@ -413,7 +413,8 @@ def _drift_summary(store: ObjectStore, layout: Layout, run_date: date) -> dict |
         return None
     drift = store.get_json(key)
     return {"drift_detected": drift["drift_detected"], "drifted_share": drift["drifted_share"],
-            "drifted_columns": drift["drifted_columns"], "report_uri": drift["report_uri"],
+            "drifted_columns": drift["drifted_columns"], "report_uri": drift.get("report_uri"),
+            "skipped": drift.get("skipped"), "model_version": drift.get("model_version"),
             "summary_uri": store.uri(key)}
 
 

@@ -80,8 +80,8 @@ def _check_calendar(
     missing = needed.difference(pd.DatetimeIndex(pd.to_datetime(calendar[CALENDAR_DATE])).normalize())
     if len(missing):
         raise DataQualityError(
-            f"calendar has no rows for {len(missing)} forecast date(s) after {_origin_label(run_date, origin)}: "
-            f"{[d.date().isoformat() for d in missing[:5]]}"
+            f"calendar has no rows for {len(missing)} forecast date(s) after "
+            f"{_origin_label(run_date, origin)}: {[d.date().isoformat() for d in missing[:5]]}"
         )
 
 

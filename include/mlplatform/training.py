@@ -169,7 +169,8 @@ def _scores(rows: pd.DataFrame, spec: UseCaseSpec) -> dict[str, Any]:
     qcols = spec.quantile_columns
     model = _point_scores(rows, quantile_column(0.5))
     has_interval = len(qcols) > 1
-    model["coverage"] = interval_coverage(rows[ACTUAL], rows[qcols[0]], rows[qcols[-1]]) if has_interval else None
+    coverage = interval_coverage(rows[ACTUAL], rows[qcols[0]], rows[qcols[-1]]) if has_interval else None
+    model["coverage"] = coverage
     baseline = _point_scores(rows, BASELINE)
     metric = spec.gate_metric
     improvement = relative_improvement(metric, model.get(metric), baseline.get(metric))
@@ -179,7 +180,9 @@ def _scores(rows: pd.DataFrame, spec: UseCaseSpec) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- champion
 
 
-def _champion_incompatibility(champion: ChampionInput, supervised: pd.DataFrame, spec: UseCaseSpec) -> str | None:
+def _champion_incompatibility(
+    champion: ChampionInput, supervised: pd.DataFrame, spec: UseCaseSpec
+) -> str | None:
     """Why the champion cannot forecast these rows like the challenger does, or None if it can.
 
     Checked up front so the reason reads as a sentence rather than an estimator traceback.
@@ -215,7 +218,8 @@ def _champion_p50(
         predictions = champion.model.predict(supervised)
         return predictions[quantile_column(0.5)].to_numpy(dtype=float), None
     except Exception as exc:  # an old pickled model can fail in ways no check above foresees
-        return missing, f"champion {champion.version} could not predict the backtest rows: {type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}"
+        return missing, f"champion {champion.version} could not predict the backtest rows: {reason}"
 
 
 def _champion_error_result(base: dict[str, Any], error: str) -> dict[str, Any]:
@@ -263,7 +267,11 @@ def champion_comparison(
 
 
 def _fit_fold_model(
-    history: pd.DataFrame, calendar: pd.DataFrame, spec: UseCaseSpec, origin: pd.Timestamp, max_rows: int | None
+    history: pd.DataFrame,
+    calendar: pd.DataFrame,
+    spec: UseCaseSpec,
+    origin: pd.Timestamp,
+    max_rows: int | None,
 ) -> tuple[QuantileForecaster, int]:
     """The challenger of one fold, fitted on targets <= origin; (model, number of training rows)."""
     train = build_training_set(history, calendar, spec, origin, max_rows=max_rows)

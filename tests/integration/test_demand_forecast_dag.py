@@ -1,4 +1,8 @@
-"""The whole demand-forecast DAG through dag.test() on a real S3 server and real dbt-duckdb."""
+"""The whole demand-forecast DAG through dag.test() on a real S3 server and real dbt-duckdb.
+
+Two consecutive dates: the first has no champion, so it trains and promotes; the second is a normal day
+(no trigger fires), so it branches past training, monitors drift against the incumbent and scores with it.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,15 @@ from mlplatform.storage import Layout, ObjectStore
 
 pytestmark = pytest.mark.integration
 
+FIRST_DATE = datetime(2025, 6, 29, tzinfo=UTC)
 RUN_DATE = datetime(2025, 6, 30, tzinfo=UTC)
 
 
-def _run(dag) -> None:
-    dr = dag.test(logical_date=RUN_DATE)
+def _run(dag, logical_date: datetime = RUN_DATE) -> dict[str, str]:
+    dr = dag.test(logical_date=logical_date)
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert dr.state == "success", f"DAG run {dr.state}: {states}"
+    return states
 
 
 def _bucket_snapshot(store: ObjectStore, prefix: str) -> dict[str, bytes]:
@@ -31,12 +37,34 @@ def _bucket_snapshot(store: ObjectStore, prefix: str) -> dict[str, bytes]:
 def demand_run(dagbag, s3_server):
     """Run the DAG once for RUN_DATE; yield the store and the spec."""
     store = ObjectStore(s3_server.client(), load_settings().bucket)
-    _run(dagbag.dags["demand_forecast"])
-    return store, get_spec("demand_forecast")
+    first = _run(dagbag.dags["demand_forecast"], FIRST_DATE)
+    second = _run(dagbag.dags["demand_forecast"], RUN_DATE)
+    return store, get_spec("demand_forecast"), first, second
+
+
+def test_the_first_date_trains_and_the_next_normal_day_branches_past_training(demand_run):
+    store, spec, first, second = demand_run
+    assert first["train_model"] == "success" and first["keep_champion"] == "skipped"
+    assert second["train_model"] == "skipped" and second["keep_champion"] == "success"
+    layout = Layout(spec.name)
+    assert store.get_json(f"{layout.lifecycle(FIRST_DATE.date())}/retrain.json")["triggers"][0]["trigger"] == "no_champion"
+    assert store.get_json(f"{layout.lifecycle(RUN_DATE.date())}/retrain.json")["retrain"] is False
+    [event] = registry.audit_log(store, layout)
+    assert event["action"] == "promote" and event["effective_date"] == FIRST_DATE.date().isoformat()
+    assert event["actor"] == "airflow:scheduler" or event["actor"].startswith("airflow:")
+
+
+def test_accuracy_on_actuals_scores_the_previous_days_forecasts(demand_run):
+    store, spec, _, _ = demand_run
+    summary = store.get_json(f"{Layout(spec.name).accuracy(RUN_DATE.date())}/summary.json")
+    n_series = spec.source.params["n_stores"] * spec.source.params["n_skus"]
+    assert summary["published_dates"] == [FIRST_DATE.date().isoformat()]
+    assert summary["overall"]["n"] <= n_series and summary["overall"]["n"] > n_series // 2  # censored left out
+    assert summary["overall"]["wape"] is not None and summary["breach"] is False
 
 
 def test_forecasts_land_in_the_run_date_partition_with_a_manifest(demand_run):
-    store, spec = demand_run
+    store, spec, _, _ = demand_run
     prefix = Layout(spec.name).forecasts(RUN_DATE.date())
     manifest = read_manifest(store, prefix)
     n_series = spec.source.params["n_stores"] * spec.source.params["n_skus"]
@@ -50,17 +78,20 @@ def test_forecasts_land_in_the_run_date_partition_with_a_manifest(demand_run):
 
 
 def test_every_row_carries_the_champion_model_version(demand_run):
-    store, spec = demand_run
+    store, spec, _, _ = demand_run
     layout = Layout(spec.name)
     frame = read_published(store, layout.forecasts(RUN_DATE.date()))
     champion = registry.champion(store, layout)
     assert set(frame["model_version"]) == {champion["version"]}
+    assert champion["training_window"]["end"] == FIRST_DATE.date().isoformat()
+    card = store.get_bytes(champion["artifact"]["model_card_uri"].split(f"s3://{store.bucket}/")[1]).decode()
+    assert champion["version"] in card and "## Drift reference statistics" in card
     assert champion["decision"]["promoted"]
     assert champion["metrics"]["model"]["wape"] < champion["metrics"]["baseline"]["wape"]
 
 
 def test_model_metadata_traces_data_code_and_dbt(demand_run):
-    store, spec = demand_run
+    store, spec, _, _ = demand_run
     meta = registry.champion(store, Layout(spec.name))
     for key in ("version", "training_window", "data", "code", "dbt_manifest_hash", "feature_names",
                 "library_versions", "metrics", "decision", "artifact"):
@@ -70,7 +101,7 @@ def test_model_metadata_traces_data_code_and_dbt(demand_run):
 
 
 def test_manifest_records_validation_and_drift_with_reports_in_storage(demand_run):
-    store, spec = demand_run
+    store, spec, _, _ = demand_run
     manifest = read_manifest(store, Layout(spec.name).forecasts(RUN_DATE.date()))
     assert manifest["validation"]["success"] is True
     assert store.exists(manifest["validation"]["result_uri"].split(f"s3://{store.bucket}/")[1])
@@ -82,9 +113,9 @@ def test_manifest_records_validation_and_drift_with_reports_in_storage(demand_ru
 
 
 def test_second_run_of_the_same_date_leaves_identical_content(demand_run, dagbag):
-    store, spec = demand_run
+    store, spec, _, _ = demand_run
     before = _bucket_snapshot(store, spec.name + "/")
-    _run(dagbag.dags["demand_forecast"])
+    _run(dagbag.dags["demand_forecast"], RUN_DATE)
     after = _bucket_snapshot(store, spec.name + "/")
     assert sorted(after) == sorted(before), "rerun added or removed objects"
     changed = sorted(k for k in before if before[k] != after[k] and not k.endswith((".html", "evidently_snapshot.json")))

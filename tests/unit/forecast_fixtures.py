@@ -3,10 +3,15 @@
 Demand per series = level x weekly profile x promotion lift, Poisson noise, occasional stock-outs
 (recorded sales cut, flagged as censored). Promotions run in spells of several days, so the origin's
 promotion state is informative for the next days, which a seasonal-naive forecast cannot use.
+
+``make_period_data`` / ``make_period_spec`` build the same kind of panel for weekly, monthly or
+quarterly use cases: one row per series and period, dated by the period's last day.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +154,94 @@ def make_data(
 
 def last_date(features: pd.DataFrame) -> pd.Timestamp:
     return pd.Timestamp(features["sales_date"].max())
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Fit with one OpenMP thread: on a shared, busy machine spinning threads make fits 10x slower."""
+    import sklearn.ensemble  # noqa: F401 - load the OpenMP runtime first: threadpoolctl limits loaded ones
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+# --------------------------------------------------------------------------- weekly / monthly panels
+
+# pandas aliases of period-end dates; weekly data ends on Saturday (not the ISO Sunday) on purpose, so
+# the tests show that the week-ending weekday is taken from the data.
+PERIOD_FREQ = {"weekly": "W-SAT", "monthly": "ME", "quarterly": "QE"}
+PERIOD_START = pd.Timestamp("2018-01-01")
+# (season_length, horizon, training_window, fold_step, n_periods) per frequency: small but seasonal.
+PERIOD_SHAPE = {"weekly": (4, 8, 80, 4, 130), "monthly": (12, 6, 48, 3, 84), "quarterly": (4, 4, 24, 2, 48)}
+PERIOD_NUMERIC = ["unit_price", "discount_pct", "on_promotion", "lag_1", "lag_2", "rolling_mean_4", "month"]
+PERIOD_CALENDAR = ["month", "season_position"]
+
+
+def period_ends(frequency: str, periods: int, start: pd.Timestamp = PERIOD_START) -> pd.DatetimeIndex:
+    """The first ``periods`` period-end dates on or after ``start``."""
+    return pd.date_range(start, periods=periods, freq=PERIOD_FREQ[frequency])
+
+
+def make_period_spec(frequency: str, overrides: dict[str, Any] | None = None) -> UseCaseSpec:
+    """The demand_forecast spec turned into a ``frequency`` use case over ``make_period_data`` columns."""
+    season, horizon, window, step, _ = PERIOD_SHAPE[frequency]
+    base = {
+        "frequency": frequency,
+        "features": {"numeric": PERIOD_NUMERIC, "calendar": PERIOD_CALENDAR},
+        "model": {"training_window": window, "origin_stride": 1},
+        "forecast": {"horizon": horizon},
+        "backtest": {"folds": 2, "fold_step": step, "season_length": season, "min_improvement": 0.0},
+        "monitoring": {"columns": ["unit_price", "discount_pct", "units_sold"]},
+    }
+    return make_spec(_merge(base, overrides or {}))
+
+
+def _period_history_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Lags and a rolling mean of units_sold per series, in periods (as a dbt model would compute them)."""
+    grouped = frame.groupby("series_id", sort=False)["units_sold"]
+    frame["lag_1"] = grouped.shift(1)
+    frame["lag_2"] = grouped.shift(2)
+    past = grouped.shift(1)
+    by_series = past.groupby(frame["series_id"], sort=False)
+    frame["rolling_mean_4"] = by_series.transform(lambda s: s.rolling(4).mean())
+    return frame
+
+
+def make_period_calendar(frequency: str, periods: int) -> pd.DataFrame:
+    """One calendar row per period end (the convention for non-daily frequencies)."""
+    season = PERIOD_SHAPE[frequency][0]
+    dates = period_ends(frequency, periods)
+    return pd.DataFrame(
+        {"calendar_date": dates, "month": dates.month, "season_position": np.arange(periods) % season}
+    )
+
+
+def make_period_data(
+    frequency: str, n_stores: int = 2, n_skus: int = 3, seed: int = 0, promo_lift: float = 2.0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(features, calendar) with one row per series and period end; the calendar runs H periods further.
+
+    Demand = level x seasonal profile (``season_length`` periods long) x promotion lift, Poisson noise,
+    occasional censored stock-outs.
+    """
+    season, horizon, _, _, n_periods = PERIOD_SHAPE[frequency]
+    rng = np.random.default_rng(seed)
+    series = _series_table(n_stores, n_skus, rng)
+    dates = period_ends(frequency, n_periods)
+    n = len(series)
+    profile = 1.0 + 0.6 * np.sin(2 * np.pi * np.arange(season) / season)
+    discount = _promotions(rng, n, n_periods)
+    mean = series["level"].to_numpy()[:, None] * profile[np.arange(n_periods) % season][None, :]
+    demand = rng.poisson(mean * np.where(discount > 0, promo_lift, 1.0)).astype(float)
+    stockout = rng.random((n, n_periods)) < 0.02
+    frame = series.loc[np.repeat(np.arange(n), n_periods)].reset_index(drop=True)
+    frame["sales_date"] = np.tile(dates.to_numpy(), n)
+    frame["units_sold"] = np.where(stockout, np.floor(demand * 0.3), demand).ravel()
+    frame["is_stockout"] = stockout.ravel()
+    frame["discount_pct"] = discount.ravel()
+    frame["unit_price"] = (frame["list_price"] * (1 - frame["discount_pct"])).round(2)
+    frame["on_promotion"] = (frame["discount_pct"] > 0).astype(int)
+    frame["month"] = frame["sales_date"].dt.month
+    frame = _period_history_features(frame).drop(columns=["level"])
+    return frame, make_period_calendar(frequency, n_periods + horizon)

@@ -6,19 +6,45 @@ import pytest
 
 from mlplatform.errors import DataQualityError
 from mlplatform.forecasting import (
+    Periods,
     QuantileForecaster,
     build_training_set,
+    forecast_origin,
     make_supervised,
+    periods_for,
+    required_history_periods,
     seasonal_naive,
     training_origins,
 )
 
 try:  # tests/unit as a package or as a plain directory on sys.path
-    from .forecast_fixtures import last_date, make_data, make_spec
+    from .forecast_fixtures import (
+        last_date,
+        make_data,
+        make_period_data,
+        make_period_spec,
+        make_spec,
+        period_ends,
+        single_threaded,
+    )
 except ImportError:
-    from forecast_fixtures import last_date, make_data, make_spec
+    from forecast_fixtures import (
+        last_date,
+        make_data,
+        make_period_data,
+        make_period_spec,
+        make_spec,
+        period_ends,
+        single_threaded,
+    )
 
 DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with single_threaded():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +258,8 @@ def test_bytes_round_trip_preserves_predictions(data, spec, model):
     sup = make_supervised(features, calendar, spec, [last_date(features)], with_target=False)
     pd.testing.assert_frame_equal(model.predict(sup), restored.predict(sup))
     assert restored.feature_names == model.feature_names
+    assert (restored.horizon, restored.frequency) == (spec.forecast.horizon, "daily")
+    assert QuantileForecaster(make_period_spec("monthly")).frequency == "monthly"
 
 
 def test_from_bytes_rejects_other_objects():
@@ -274,3 +302,134 @@ def test_seasonal_naive_repeats_the_last_observed_season(data, spec):
         "horizon",
         "p50",
     ]
+
+
+# ------------------------------------------------------------------------------------------- periods
+
+
+def _days(date):
+    return (pd.Timestamp(date) - pd.Timestamp("1970-01-01")).days
+
+
+@pytest.mark.parametrize(
+    ("periods", "date", "number"),
+    [
+        (Periods("daily"), "2024-03-14", _days("2024-03-14")),
+        (Periods("weekly", week_end=5), "2024-03-16", _days("2024-03-16") // 7),  # a Saturday
+        (Periods("weekly"), "2024-03-17", _days("2024-03-17") // 7),  # default: Sunday
+        (Periods("monthly"), "2024-02-29", 2024 * 12 + 1),
+        (Periods("quarterly"), "2024-06-30", 2024 * 4 + 1),
+        (Periods("quarterly"), "1969-12-31", 1969 * 4 + 3),  # before the epoch too
+    ],
+)
+def test_period_numbers_round_trip_to_period_end_dates(periods, date, number):
+    assert periods.numbers([date], "x").tolist() == [number]
+    assert periods.ends(np.array([number]))[0] == pd.Timestamp(date)
+
+
+@pytest.mark.parametrize("frequency", ["weekly", "monthly", "quarterly"])
+def test_consecutive_period_ends_are_consecutive_numbers(frequency):
+    ends = period_ends(frequency, 30, pd.Timestamp("2023-11-01"))  # crosses year ends
+    periods = periods_for(make_period_spec(frequency), ends)
+    numbers = periods.numbers(ends, "x")
+    assert set(np.diff(numbers)) == {1}
+    assert periods.ends(numbers).equals(pd.DatetimeIndex(ends))
+
+
+@pytest.mark.parametrize(
+    ("frequency", "run_date", "origin"),
+    [
+        ("daily", "2024-03-14", "2024-03-14"),
+        ("monthly", "2024-03-14", "2024-02-29"),
+        ("monthly", "2024-03-31", "2024-03-31"),
+        ("quarterly", "2024-05-10", "2024-03-31"),
+        ("quarterly", "2024-01-01", "2023-12-31"),
+        ("weekly", "2024-03-13", "2024-03-10"),  # no data to show the weekday: ISO week end (Sunday)
+    ],
+)
+def test_origin_of_a_run_date_is_the_latest_period_end_on_or_before_it(frequency, run_date, origin):
+    spec = make_spec() if frequency == "daily" else make_period_spec(frequency)
+    assert forecast_origin(run_date, spec) == pd.Timestamp(origin)
+
+
+def test_weekly_origin_uses_the_week_ending_weekday_of_the_data():
+    features, _ = make_period_data("weekly")  # weeks end on Saturday
+    spec = make_period_spec("weekly")
+    wednesday = last_date(features) + 4 * DAY
+    assert forecast_origin(wednesday, spec, features["sales_date"]) == last_date(features)
+    assert forecast_origin(last_date(features), spec, features["sales_date"]) == last_date(features)
+
+
+@pytest.fixture(scope="module")
+def monthly():
+    return make_period_data("monthly"), make_period_spec("monthly")
+
+
+@pytest.fixture(scope="module")
+def weekly():
+    return make_period_data("weekly"), make_period_spec("weekly")
+
+
+def test_mid_month_feature_dates_are_rejected_naming_column_and_convention(monthly):
+    (features, calendar), spec = monthly
+    bad = features.copy()
+    bad.loc[bad.index[5], "sales_date"] = pd.Timestamp("2018-06-14")
+    with pytest.raises(DataQualityError, match=r"features column 'sales_date'.*month end.*2018-06-14"):
+        make_supervised(bad, calendar, spec)
+    with pytest.raises(DataQualityError, match=r"last day"):
+        build_training_set(bad, calendar, spec, last_date(features))
+
+
+def test_weekly_dates_off_the_week_ending_weekday_are_rejected(weekly):
+    (features, calendar), spec = weekly
+    bad = features.copy()
+    bad.loc[bad.index[3], "sales_date"] += DAY  # a Sunday among Saturdays
+    with pytest.raises(DataQualityError, match=r"'sales_date'.*week-ending date.*Saturday"):
+        make_supervised(bad, calendar, spec)
+
+
+def test_calendar_dates_must_be_period_ends_too(monthly):
+    (features, calendar), spec = monthly
+    daily_calendar = calendar.assign(calendar_date=calendar["calendar_date"] - 3 * DAY)
+    with pytest.raises(DataQualityError, match=r"calendar column 'calendar_date'.*month end"):
+        make_supervised(features, daily_calendar, spec, [last_date(features)], with_target=False)
+
+
+def test_monthly_supervised_rows_target_the_following_month_ends(monthly):
+    (features, calendar), spec = monthly
+    origin = pd.Timestamp("2022-01-31")
+    sup = make_supervised(features, calendar, spec, [origin], with_target=True)
+    expected = sup["horizon"].map(lambda h: origin + pd.offsets.MonthEnd(h))
+    assert (sup["target_date"] == expected).all()
+    assert sorted(sup["horizon"].unique()) == list(range(1, spec.forecast.horizon + 1))
+    cal = calendar.set_index("calendar_date")
+    assert np.array_equal(sup["target_month"], cal.loc[sup["target_date"], "month"])
+    actual = sup.merge(features, left_on=["series_id", "target_date"], right_on=["series_id", "sales_date"])
+    assert len(actual) == len(sup) and (actual["y"] == actual["units_sold"]).all()
+
+
+@pytest.mark.parametrize("frequency", ["weekly", "monthly"])
+def test_seasonal_naive_looks_back_season_length_periods(frequency, weekly, monthly):
+    (features, _), spec = weekly if frequency == "weekly" else monthly
+    season = spec.backtest.season_length
+    origin = period_ends(frequency, 60)[-1]
+    naive = seasonal_naive(features, spec, origin)
+    values = features.set_index(["series_id", "sales_date"])["units_sold"]
+    step = (lambda n: n * 7 * DAY) if frequency == "weekly" else pd.offsets.MonthEnd
+    for row in naive[naive["series_id"] == "S01-K002"].itertuples():
+        back = season * -(-row.horizon // season)  # season * ceil(h / season) periods
+        assert row.target_date == origin + step(row.horizon)
+        assert row.p50 == values[("S01-K002", row.target_date - step(back))]
+
+
+def test_training_window_and_history_are_counted_in_periods(monthly):
+    (features, calendar), spec = monthly
+    cutoff = pd.Timestamp("2023-07-14")  # mid-month: the window ends at 2023-06-30
+    origins = training_origins(cutoff, spec, Periods("monthly"))
+    assert origins.max() == pd.Timestamp("2023-05-31")
+    assert len(origins) == spec.model.training_window - 1
+    assert origins.min() == pd.Timestamp("2023-06-30") - pd.offsets.MonthEnd(spec.model.training_window - 1)
+    assert origins.is_month_end.all()
+    train = build_training_set(features, calendar, spec, cutoff, max_rows=None)
+    assert train["target_date"].max() == pd.Timestamp("2023-06-30")
+    assert required_history_periods(spec) == 4 * spec.backtest.season_length

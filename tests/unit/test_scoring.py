@@ -5,16 +5,43 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from mlplatform.errors import DataQualityError
-from mlplatform.forecasting import QuantileForecaster, build_training_set, make_supervised
+from mlplatform.errors import DataQualityError, ModelNotAvailableError
+from mlplatform.forecasting import (
+    QuantileForecaster,
+    build_training_set,
+    make_supervised,
+    required_history_periods,
+)
 from mlplatform.scoring import forecast_chunks
 
 try:  # tests/unit as a package or as a plain directory on sys.path
-    from .forecast_fixtures import last_date, make_data, make_spec
+    from .forecast_fixtures import (
+        last_date,
+        make_data,
+        make_period_data,
+        make_period_spec,
+        make_spec,
+        period_ends,
+        single_threaded,
+    )
 except ImportError:
-    from forecast_fixtures import last_date, make_data, make_spec
+    from forecast_fixtures import (
+        last_date,
+        make_data,
+        make_period_data,
+        make_period_spec,
+        make_spec,
+        period_ends,
+        single_threaded,
+    )
 
 DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with single_threaded():
+        yield
 COLUMNS = ["store_id", "sku_id", "series_id", "target_date", "horizon", "p10", "p50", "p90"]
 
 
@@ -119,3 +146,53 @@ def test_scoring_ignores_rows_before_the_lookback_and_accepts_any_date_type(mode
     c = pd.concat(forecast_chunks(model, features, calendar, spec, aware, 1_000))
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
     pd.testing.assert_frame_equal(a.reset_index(drop=True), c.reset_index(drop=True))
+
+
+# ------------------------------------------------------------------------------------------ monthly
+
+
+@pytest.fixture(scope="module")
+def monthly():
+    features, calendar = make_period_data("monthly")
+    spec = make_period_spec("monthly")
+    model = QuantileForecaster(spec).fit(build_training_set(features, calendar, spec, last_date(features)))
+    return features, calendar, spec, model
+
+
+def test_mid_month_run_date_forecasts_from_the_previous_month_end(monthly):
+    features, calendar, spec, model = monthly
+    month_end = last_date(features)
+    mid = pd.concat(forecast_chunks(model, features, calendar, spec, month_end + 12 * DAY, 1_000))
+    on_end = pd.concat(forecast_chunks(model, features, calendar, spec, month_end, 1_000))
+    pd.testing.assert_frame_equal(mid.reset_index(drop=True), on_end.reset_index(drop=True))
+    future = period_ends("monthly", spec.forecast.horizon, month_end + DAY)
+    for h, dates in mid.groupby("horizon")["target_date"]:
+        assert set(dates) == {future[h - 1].date()}
+
+
+def test_monthly_scoring_keeps_only_the_periods_it_looks_back_on(monthly):
+    features, calendar, spec, model = monthly
+    run_date = last_date(features)
+    first = run_date - pd.offsets.MonthEnd(required_history_periods(spec))
+    recent = features[features["sales_date"] >= first]
+    assert len(recent) < len(features)
+    a = pd.concat(forecast_chunks(model, features, calendar, spec, run_date, 1_000), ignore_index=True)
+    b = pd.concat(forecast_chunks(model, recent, calendar, spec, run_date, 1_000), ignore_index=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_monthly_calendar_and_origin_rows_are_checked_in_periods(monthly):
+    features, calendar, spec, model = monthly
+    month_end = last_date(features)
+    short = calendar[calendar["calendar_date"] < calendar["calendar_date"].max()]
+    with pytest.raises(DataQualityError, match=f"calendar has no rows.*forecast origin {month_end.date()}"):
+        list(forecast_chunks(model, features, short, spec, month_end + 5 * DAY, 1_000))
+    next_end = month_end + pd.offsets.MonthEnd(1)
+    with pytest.raises(DataQualityError, match=f"no feature rows for forecast origin {next_end.date()}"):
+        list(forecast_chunks(model, features, calendar, spec, next_end + DAY, 1_000))
+
+
+def test_a_model_of_another_frequency_is_not_served(monthly, model):
+    features, calendar, monthly_spec, _ = monthly
+    with pytest.raises(ModelNotAvailableError, match="daily periods but the spec's frequency is monthly"):
+        list(forecast_chunks(model, features, calendar, monthly_spec, last_date(features), 1_000))

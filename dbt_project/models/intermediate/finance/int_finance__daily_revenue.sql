@@ -50,9 +50,10 @@ postings as (
         business_unit,
         region,
         posting_date,
-        round(sum(amount), 2) as revenue,
+        -- to cents via decimal (round(double, n) does not exist on Postgres)
+        cast(sum(amount) as decimal(18, 2)) as revenue,
         count(*) as n_postings,
-        round(sum(case when amount < 0 then amount else 0 end), 2) as credit_note_amount
+        cast(sum(case when amount < 0 then amount else 0 end) as decimal(18, 2)) as credit_note_amount
     from ledger
     group by business_unit, region, posting_date
 
