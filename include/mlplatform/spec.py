@@ -245,6 +245,8 @@ class UseCaseSpec(_Strict):
                 raise ValueError("kind 'forecast' needs 'transform.calendar_model' (calendar of the horizon)")
         elif self.tabular is None:
             raise ValueError(f"kind '{self.kind}' needs a 'tabular' section (label_delay_days, ...)")
+        if self.kind == "forecast" and self.tabular is not None:
+            raise ValueError("kind 'forecast' takes no 'tabular' section (that is for regression/classification)")
         if self.kind != "forecast" and self.forecast is not None:
             raise ValueError(f"kind '{self.kind}' takes no 'forecast' section (that is for kind 'forecast')")
         if self.backtest.metric and self.backtest.metric not in METRICS_BY_KIND[self.kind]:

@@ -187,6 +187,7 @@ class _Portfolio:
     base_limit: np.ndarray
     risk0: np.ndarray  # transient risk at EPOCH
     util0: np.ndarray  # utilisation logit at EPOCH
+    loan_term: np.ndarray  # months (personal loans amortise over it)
 
 
 @lru_cache(maxsize=8)
@@ -219,7 +220,7 @@ def _portfolio(n: int, seed: int) -> _Portfolio:
         risk=risk, risk_mean=risk_mean, util_level=np.asarray(_PRODUCT_UTIL)[product] + 0.3 * risk + lat.normal(-0.5, 0.8, n),
         income0=income0, income_growth=lat.uniform(0.0, 0.15, n),
         base_limit=np.round(base_limit, -2).clip(min=500.0),
-        risk0=lat.normal(0, 1, n), util0=lat.normal(0, 0.5, n),
+        risk0=lat.normal(0, 1, n), util0=lat.normal(0, 0.5, n), loan_term=lat.choice([36, 60], n),
     )
 
 
@@ -298,18 +299,30 @@ def _macro_wave(seed: int, cycle: int) -> float:
     return 0.3 * math.sin(2 * math.pi * cycle * CYCLE_DAYS / (3 * 365.25) + phase)
 
 
-def _hazard_logit(params: dict[str, Any], p: _Portfolio, risk: np.ndarray, util: np.ndarray,
-                  bucket: np.ndarray, late12: np.ndarray, tenure: np.ndarray, macro: float) -> np.ndarray:
-    """Monthly default log-odds: latent risk plus observed features, with thresholds and interactions."""
+def _hazard_logit(params: dict[str, Any], p: _Portfolio, risk: np.ndarray, obs: dict[str, np.ndarray],
+                  macro: float) -> np.ndarray:
+    """Monthly default log-odds: latent risk plus observed features, with thresholds and interactions.
+
+    Utilisation means different things per product: on a credit card, being near or over the limit is
+    a distress signal (a jump above 0.9); on an overdraft, risk rises linearly with use; on an
+    amortising personal loan it only says how far the repayment schedule is, and carries no risk.
+    """
     import numpy as np
 
+    util, bucket, late12, tenure = obs["util"], obs["bucket"], obs["late12"], obs["tenure"]
+    card = p.product == PRODUCTS.index("credit_card")
+    overdraft = p.product == PRODUCTS.index("overdraft")
+    revolving = card | overdraft
     small_business = p.segment == SEGMENTS.index("small_business")
     young = tenure < 12
     disparity = np.asarray([REGION_DISPARITY[r] for r in REGIONS])[p.region]
     return (_BASE_INTERCEPT + _RATE_ELASTICITY * math.log(params["default_rate"] / _BASE_RATE)
             + risk + np.asarray(_BUCKET_LOGIT)[bucket]
-            + (util > 0.9) * (1.5 + 1.0 * (bucket > 0)) + 2.0 * small_business * (util - 0.5)
-            + young * (0.6 + 0.5 * late12) + 0.08 * late12 * ~young
+            + card * (0.8 * util + 1.8 * (util > 0.9)) + overdraft * 1.4 * util
+            + revolving * ((util > 0.9) & (bucket > 0)) * 1.0
+            + revolving * small_business * 2.0 * (util - 0.5)
+            + 0.5 * (tenure < 6) + young * (0.4 + 0.5 * late12) + 0.08 * late12 * ~young
+            + 0.8 * (obs["inquiries"] >= 3)
             + 0.7 * macro + params["group_disparity"] * disparity)
 
 
@@ -331,10 +344,14 @@ def _advance(params: dict[str, Any], p: _Portfolio, s: _State, c: int) -> _Cycle
     persistent = p.risk_mean + s.slow
     x = persistent + 0.8 * s.risk + 0.3 * macro + shift
     s.util = _RHO_UTIL * s.util + (1 - _RHO_UTIL) * (p.util_level + 0.7 * x) + rng.normal(0, 0.3, n) + 1.2 * shock
-    util = np.minimum(1.08 * _sigmoid(s.util), 1.08)
+    tenure = np.maximum(0, (review - p.opened) * 12 // 365)
+    loan = p.product == PRODUCTS.index("personal_loan")
+    # Revolving products: utilisation follows the customer's state; loans amortise over their term.
+    schedule = 0.98 * (1 - (tenure % p.loan_term) / p.loan_term) + rng.normal(0, 0.02, n) + 0.03 * s.bucket
+    util = np.where(loan, np.clip(schedule, 0.01, 1.0), np.minimum(1.08 * _sigmoid(s.util), 1.08))
 
     u_bucket = rng.random(n)
-    enter = _sigmoid(-4.2 + 1.0 * x + 1.3 * (util > 0.9) + 1.0 * shock)
+    enter = _sigmoid(-4.2 + 1.0 * x + 1.3 * (~loan & (util > 0.9)) + 1.0 * shock)
     roll = _sigmoid(-0.7 + 0.9 * x)
     cure = 0.5 * (1 - roll)
     s.bucket = np.where(s.bucket == 0, (u_bucket < enter).astype(int),
@@ -344,15 +361,15 @@ def _advance(params: dict[str, Any], p: _Portfolio, s: _State, c: int) -> _Cycle
     late12 = s.late.sum(axis=0)
 
     active = (p.opened <= review) & ~s.defaulted
-    tenure = np.maximum(0, (review - p.opened) * 12 // 365)
     years = np.maximum(0.0, (review - p.opened) / 365.25)
     income = np.minimum(p.income0 + np.floor(years * p.income_growth).astype(int), len(INCOME_BANDS) - 1)
     limit = np.round(p.base_limit * 1.06 ** np.minimum(tenure // 12, 10), -2)
     dpd = np.where(s.bucket == 0, 0, 30 * (s.bucket - 1) + rng.integers(1, 31, n))
-    inquiries = _poisson(rng.random(n), np.exp(-1.3 + 0.5 * x + 1.0 * shock))
+    inquiries = _poisson(rng.random(n), np.exp(-1.5 + 0.3 * persistent + 0.8 * s.risk))
 
     risk = _HAZARD_PERSISTENT * persistent + _HAZARD_TRANSIENT * s.risk + 0.8 * shock + shift
-    logit = _hazard_logit(params, p, risk, util, s.bucket, late12, tenure, macro)
+    obs = {"util": util, "bucket": s.bucket, "late12": late12, "tenure": tenure, "inquiries": inquiries}
+    logit = _hazard_logit(params, p, risk, obs, macro)
     defaults = active & (rng.random(n) < _sigmoid(logit))
     default_day = review + rng.integers(1, CYCLE_DAYS, n)  # strictly between two reviews
     s.defaulted = s.defaulted | defaults
