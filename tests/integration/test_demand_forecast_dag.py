@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from dag_runs import run_dag
 
 from mlplatform import registry
 from mlplatform.publishing import read_manifest, read_published
@@ -23,10 +24,7 @@ RUN_DATE = datetime(2025, 6, 30, tzinfo=UTC)
 
 
 def _run(dag, logical_date: datetime = RUN_DATE) -> dict[str, str]:
-    dr = dag.test(logical_date=logical_date)
-    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
-    assert dr.state == "success", f"DAG run {dr.state}: {states}"
-    return states
+    return run_dag(dag, logical_date)
 
 
 def _bucket_snapshot(store: ObjectStore, prefix: str) -> dict[str, bytes]:

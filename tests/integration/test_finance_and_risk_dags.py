@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from dag_runs import run_dag
 
 from mlplatform import registry
 from mlplatform.publishing import read_manifest, read_published
@@ -23,10 +24,7 @@ RUN_DATE = datetime(2025, 6, 30, tzinfo=UTC)
 
 
 def _run(dag, **kwargs) -> dict[str, str]:
-    dr = dag.test(logical_date=RUN_DATE, **kwargs)
-    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
-    assert dr.state == "success", f"{dag.dag_id} run {dr.state}: {states}"
-    return states
+    return run_dag(dag, RUN_DATE, **kwargs)
 
 
 @pytest.fixture(scope="module")
