@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 DBT_SCHEMA = "analytics"
 LANDED_TABLE = f"{C.RAW_SCHEMA}._landed_days"
 LANDED_DDL = f"create table if not exists {LANDED_TABLE} (source varchar not null, day date not null, rows bigint not null)"
+PARAMS_TABLE = f"{C.RAW_SCHEMA}._source_params"
+PARAMS_DDL = f"create table if not exists {PARAMS_TABLE} (source varchar primary key, params varchar not null)"
 LAND_CHUNK_DAYS = 90
 LOCK_ATTEMPTS = 60
 LOCK_WAIT_S = 0.5
@@ -109,6 +111,7 @@ def connect(path: Path, *, read_only: bool = False, attempts: int | None = None,
 def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create schema if not exists {C.RAW_SCHEMA}")
     con.execute(LANDED_DDL)
+    con.execute(PARAMS_DDL)
     for ddl in _RAW_DDL.values():
         con.execute(ddl)
 
@@ -134,6 +137,27 @@ def _replace_dimensions(con: duckdb.DuckDBPyConnection, tables: dict[str, pd.Dat
         con.execute(f"delete from {C.RAW_SCHEMA}.{name}")
         con.execute(f"insert into {C.RAW_SCHEMA}.{name} by name select * from {view}")
         con.unregister(view)
+
+
+def _check_params(con: duckdb.DuckDBPyConnection, spec: UseCaseSpec) -> None:
+    """A generator's raw tables are shared by every spec naming it, so all must use the same params.
+
+    Landing days with other params into the same tables would mix two datasets silently; refusing names
+    both parameter sets and the way out.
+    """
+    import json
+
+    params = json.dumps(spec.source.params, sort_keys=True, default=str)
+    row = con.execute(f"select params from {PARAMS_TABLE} where source = ?", [spec.source.generator]).fetchone()
+    if row is None:
+        con.execute(f"insert into {PARAMS_TABLE} values (?, ?)", [spec.source.generator, params])
+    elif row[0] != params:
+        from mlplatform.errors import DataQualityError
+
+        raise DataQualityError(
+            f"{spec.name}: source.params {params} differ from {row[0]}, with which generator "
+            f"{spec.source.generator!r} already landed raw data in this warehouse; specs sharing a generator "
+            "share its raw tables, so use the same params (or a separate warehouse)")
 
 
 def _landed_days(con: duckdb.DuckDBPyConnection, source: str, table: str, date_column: str,
@@ -215,6 +239,7 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
         con.begin()
         try:
             _ensure_raw_tables(con)
+            _check_params(con, spec)
             _replace_dimensions(con, datagen.dimension_tables(spec.source))
             landed = _landed_days(con, spec.source.generator, table, date_column,
                                   spec.source.history_start, run_date)

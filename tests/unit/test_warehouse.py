@@ -110,3 +110,26 @@ def test_locked_file_raises_platform_error_naming_the_file(settings: Settings) -
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_specs_sharing_a_generator_must_share_its_params(spec: UseCaseSpec, settings: Settings) -> None:
+    from mlplatform.errors import DataQualityError
+
+    warehouse.land_source(spec, date(2024, 1, 5), settings)
+    before = _raw_fingerprint(settings)
+    other = spec.model_copy(update={"source": spec.source.model_copy(update={"params": {
+        "n_stores": 2, "n_skus": 3, "seed": 6}})})
+    with pytest.raises(DataQualityError, match=r"differ from .*\"seed\": 5.*share its raw tables"):
+        warehouse.land_source(other, date(2024, 1, 8), settings)
+    assert _raw_fingerprint(settings) == before  # nothing landed
+
+
+def test_a_source_with_several_tables_lands_each_day_once(settings: Settings) -> None:
+    """The ledger source (fact table + dimension) lands through the same idempotent path as retail."""
+    revenue = get_spec("revenue_forecast")
+    source = revenue.source.model_copy(update={"history_start": date(2024, 1, 1)})
+    spec = revenue.model_copy(update={"source": source})
+    first = warehouse.land_source(spec, date(2024, 1, 14), settings)
+    again = warehouse.land_source(spec, date(2024, 1, 14), settings)
+    assert first["days_landed"] == 14 and first["rows_landed"] > 0
+    assert again["days_landed"] == 0 and again["rows_landed"] == 0
