@@ -81,3 +81,22 @@ def test_a_pinned_version_serves_later_dates_but_never_an_earlier_one(history):
     later_version = runs[DATES[2]]["train_model"]["version"]
     with pytest.raises(ModelNotAvailableError, match="would leak the future"):
         pipeline.score_and_publish(spec, DATES[1], store, pinned=later_version)
+
+
+def test_decayed_accuracy_on_actuals_alerts_and_triggers_a_retrain(history):
+    """With a strict WAPE limit the incumbent's realised error on the published days is a breach."""
+    spec, _, store, _, _ = history
+    strict = spec.model_copy(update={"accuracy": spec.accuracy.model_copy(update={"max_wape": 0.05,
+                                                                                  "min_rows": 10})})
+    result = pipeline.evaluate_accuracy(strict, LATER, store)
+    layout = Layout(spec.name)
+    summary = store.get_json(f"{layout.accuracy(LATER)}/summary.json")
+    assert result["realised_rows"] > 100 and summary["published_dates"] == [d.isoformat() for d in DATES]
+    assert summary["serving"]["realised"]["wape"] > 0.05  # daily demand per SKU is never that predictable
+    assert result["breach"] is True and "realised wape" in result["breach_reason"]
+    alert = store.get_json(f"{layout.alerts()}/accuracy-{LATER.isoformat()}.json")
+    assert alert["alert"] == "accuracy_decay" and alert["breach_reason"] == result["breach_reason"]
+    decision = pipeline.decide_retrain(strict, LATER, store)
+    assert "accuracy_decay" in [t["trigger"] for t in decision["triggers"]]
+    realised = store.get_parquet(f"{layout.accuracy(LATER)}/realised.parquet")
+    assert {"published_run_date", "horizon", "wape", "bias", "coverage", "n"} <= set(realised.columns)
