@@ -272,12 +272,12 @@ def _fit_fold_model(
     spec: UseCaseSpec,
     origin: pd.Timestamp,
     max_rows: int | None,
+    first_date: pd.Timestamp | None = None,
 ) -> tuple[QuantileForecaster, int]:
     """The challenger of one fold, fitted on targets <= origin; (model, number of training rows)."""
     train = build_training_set(history, calendar, spec, origin, max_rows=max_rows)
     if train.empty:
-        time = history[spec.features.time_column]
-        start = f"history starts {time.min().date()}" if len(time) else "no feature row is dated before it"
+        start = f"history starts {first_date.date()}" if first_date is not None else "no feature history"
         raise DataQualityError(
             f"no training rows for backtest origin {origin.date()}: {start}, "
             f"too short for {spec.backtest.folds} folds"
@@ -301,7 +301,8 @@ def _run_fold(
     evaluation rows, champion error or None).
     """
     history = features.loc[features[spec.features.time_column] <= origin]
-    model, n_train = _fit_fold_model(history, calendar, spec, origin, max_rows)
+    first = features[spec.features.time_column].min() if len(features) else None
+    model, n_train = _fit_fold_model(history, calendar, spec, origin, max_rows, first)
     supervised = make_supervised(history, calendar, spec, [origin], with_target=False)
     predictions = model.predict(supervised)
     error = None
