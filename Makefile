@@ -8,6 +8,7 @@ ENV := . $(CURDIR)/.local/local.env && export PATH=$(BIN):$$PATH
 USE_CASE ?= demand_forecast
 DEMO_USE_CASES ?= demand_forecast revenue_forecast credit_risk
 RUN_DATE ?= 2025-06-30
+PREV_DATE ?= $(shell date -d '$(RUN_DATE) - 1 day' +%F)
 PYTEST_ARGS ?=
 
 .PHONY: help install lock local s3 s3-stop airflow-init demo summary up down test test-fast lint bench dbt-parse clean
@@ -48,16 +49,15 @@ airflow-init: s3 ## Airflow home in .airflow (SQLite), metadata DB, warehouse po
 	  airflow pools set mlplatform_warehouse 1 "DuckDB allows one writer: serialise warehouse tasks" >/dev/null && \
 	  echo "Airflow home: $$AIRFLOW_HOME (SQLite)"
 
-demo: airflow-init ## run every use case's DAG for RUN_DATE end to end (+ the roll-up consumer) and print summaries
-	@$(ENV) && for uc in $(DEMO_USE_CASES); do \
-	  log=.local/demo-$$uc-$(RUN_DATE).log; start=$$(date +%s); \
-	  echo "Running DAG $$uc for logical date $(RUN_DATE) (airflow dags test)..."; \
-	  airflow dags test $$uc $(RUN_DATE) > $$log 2>&1 || { tail -40 $$log; echo "DAG run failed: full log in $$log"; exit 1; }; \
+demo: airflow-init ## run every use case's DAG for PREV_DATE and RUN_DATE (+ the roll-up consumer), print summaries
+	@$(ENV) && for uc in $(DEMO_USE_CASES); do for day in $(PREV_DATE) $(RUN_DATE); do \
+	  log=.local/demo-$$uc-$$day.log; start=$$(date +%s); \
+	  echo "Running DAG $$uc for logical date $$day (airflow dags test)..."; \
+	  airflow dags test $$uc $$day > $$log 2>&1 || { tail -40 $$log; echo "DAG run failed: full log in $$log"; exit 1; }; \
 	  grep -q "state=success" $$log || { grep -E "ERROR|Error|failed" $$log | tail -20; \
 	    echo "DAG run did not succeed: full log in $$log"; exit 1; }; \
 	  echo "DAG $$uc succeeded in $$(( $$(date +%s) - start )) s (log: $$log)"; \
-	  mlplatform summary $$uc $(RUN_DATE); echo; \
-	done; \
+	done; mlplatform summary $$uc $(RUN_DATE); echo; done; \
 	if [[ " $(DEMO_USE_CASES) " == *" revenue_forecast "* ]]; then \
 	  echo "Running the downstream consumer revenue_forecast__rollups for $(RUN_DATE)..."; \
 	  airflow dags test revenue_forecast__rollups $(RUN_DATE) -c '{"run_date": "$(RUN_DATE)"}' \

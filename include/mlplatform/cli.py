@@ -141,6 +141,28 @@ def _backtest_lines(bt: dict) -> list[str]:
             "                baseline " + "  ".join(f"{n} {_num(base.get(n))}" for n in names if n in base)]
 
 
+def _drift_lines(drift: dict) -> list[str]:
+    if drift.get("skipped"):
+        return [f"drift           not checked: {drift['skipped']}"]
+    return [f"drift           {'DRIFT DETECTED' if drift.get('drift_detected') else 'no drift'} vs "
+            f"{drift.get('model_version')} (share of drifted columns {drift.get('drifted_share', float('nan')):.2f}"
+            f"{': ' + ', '.join(drift['drifted_columns']) if drift.get('drifted_columns') else ''})",
+            f"drift report    {drift.get('report_uri', '-')}"]
+
+
+def _accuracy_line(acc: dict) -> str:
+    serving = acc.get("serving") or {}
+    realised = serving.get("realised") or {}
+    metric = acc.get("metric", "wape")
+    detail = ""
+    if realised.get(metric) is not None:
+        detail = (f"; {serving['version']}: realised {metric} {realised[metric]:.3f} on {realised['n']} rows "
+                  f"vs backtest {_num(serving.get('backtest'))}")
+    alert = f"; ALERT: {acc['breach_reason']}" if acc.get("breach") else ""
+    return (f"accuracy        {acc.get('overall', {}).get('n', 0)} realised rows from "
+            f"{len(acc.get('published_dates', []))} earlier partition(s){detail}{alert}")
+
+
 def format_summary(summary: dict) -> str:
     drift = summary["drift"] or {}
     retrain = summary.get("retrain") or {}
@@ -153,14 +175,9 @@ def format_summary(summary: dict) -> str:
         *_backtest_lines(summary["backtest"]),
         f"validation      {'passed' if summary['validation']['success'] else 'FAILED'} "
         f"({summary['validation']['result_uri']})",
-        f"drift           {'DRIFT DETECTED' if drift.get('drift_detected') else 'no drift'} "
-        f"(share of drifted columns {drift.get('drifted_share', float('nan')):.2f}"
-        f"{': ' + ', '.join(drift['drifted_columns']) if drift.get('drifted_columns') else ''})",
-        f"drift report    {drift.get('report_uri', '-')}",
+        *_drift_lines(drift),
         f"retrain         {triggers}",
-        f"accuracy        {acc.get('overall', {}).get('n', 0)} realised rows from "
-        f"{len(acc.get('published_dates', []))} earlier partition(s)"
-        f"{'; ALERT: ' + acc['breach_reason'] if acc.get('breach') else ''}",
+        _accuracy_line(acc),
     ]
     return "\n".join(lines)
 
@@ -242,7 +259,7 @@ def cmd_rollup(args: argparse.Namespace) -> int:
     _, store = _store_from_env()
     prefix = Layout(get_spec(args.use_case).name).rollup(args.name, date.fromisoformat(args.run_date))
     manifest = read_manifest(store, prefix)
-    frame = read_published(store, prefix).drop(columns=["use_case", "run_date"])
+    frame = read_published(store, prefix).drop(columns=["use_case", "run_date", "model_version"])
     print(f"{manifest['partition_uri']}  ({manifest['row_count']} rows, model {manifest['model_version']})")
     print(frame.to_string(index=False, max_rows=args.max_rows, float_format=lambda v: f"{v:,.0f}"))
     return 0

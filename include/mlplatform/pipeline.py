@@ -316,7 +316,7 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
     current, champion_in = _champion_for_gate(store, layout, spec, run_date)
     with training_threads():
         result = models.train(spec, features, calendar, run_date, champion=champion_in)
-    decision = registry.decide(result.metrics, current)
+    decision = registry.decide(result.metrics, current, spec.backtest.champion_min_rows)
     stats = reference_statistics(result.reference)
     metadata = {
         "version": version, "use_case": spec.name, "kind": spec.kind, "frequency": spec.frequency,

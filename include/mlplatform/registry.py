@@ -86,13 +86,17 @@ def _baseline_check(metrics: dict) -> dict:
             "improvement": metrics.get("improvement"), "required": metrics.get("min_improvement")}
 
 
-def _champion_check(metrics: dict, champion: dict | None) -> dict:
+def _champion_check(metrics: dict, champion: dict | None, min_rows: int) -> dict:
     if champion is None:
         return {"passed": True, "detail": "no champion yet"}
     cmp = metrics.get("champion") or {}
     if cmp.get("version") != champion["version"]:
         return {"passed": False, "champion": champion["version"],
                 "detail": "the backtest did not compare against the current champion"}
+    if not cmp.get("error") and (cmp.get("n_eval_rows") or 0) < min_rows:
+        return {"passed": False, "champion": champion["version"], "n_eval_rows": cmp.get("n_eval_rows"),
+                "detail": f"only {cmp.get('n_eval_rows')} backtest rows unseen by both models "
+                          f"(< backtest.champion_min_rows {min_rows}): too little evidence to replace it"}
     return {"passed": bool(cmp.get("beats_champion")), "champion": champion["version"],
             "metric": cmp.get("metric"), "challenger": (cmp.get("challenger") or {}).get(cmp.get("metric")),
             "champion_value": (cmp.get("champion") or {}).get(cmp.get("metric")),
@@ -100,11 +104,12 @@ def _champion_check(metrics: dict, champion: dict | None) -> dict:
             "n_eval_rows": cmp.get("n_eval_rows"), "detail": cmp.get("error")}
 
 
-def decide(metrics: dict, champion: dict | None) -> Decision:
+def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1) -> Decision:
     """Promotion gate: beat the baseline by ``min_improvement`` AND the serving champion by
-    ``champion_margin`` on the same backtest window (rows neither model had seen). Otherwise the version
-    stays registered (as challenger) and the reason says which check failed, with the numbers."""
-    base, champ = _baseline_check(metrics), _champion_check(metrics, champion)
+    ``champion_margin`` on the same backtest window (rows neither model had seen, at least
+    ``champion_min_rows`` of them). Otherwise the version stays registered (as challenger) and the reason
+    says which check failed, with the numbers."""
+    base, champ = _baseline_check(metrics), _champion_check(metrics, champion, champion_min_rows)
     checks = {"baseline": base, "champion": champ}
     name = base["metric"]
     if not base["passed"]:

@@ -166,6 +166,10 @@ class BacktestSpec(_Strict):
         default=0.0, ge=0.0, lt=1.0,
         description="Required relative improvement over the current champion on the same window.",
     )
+    champion_min_rows: int = Field(
+        default=100, ge=1,
+        description="Fewer backtest rows unseen by both models than this: too little evidence to promote.",
+    )
 
 
 class RetrainSpec(_Strict):

@@ -54,6 +54,12 @@ def test_a_challenger_beating_baseline_and_champion_by_their_margins_is_promoted
     assert d.promoted and "champion v20250531-abc by 25.0%" in d.reason
 
 
+def test_too_few_shared_rows_are_too_little_evidence_to_replace_the_champion():
+    m = _metrics(0.30, 0.50, champion={**_versus(0.30, 0.40), "n_eval_rows": 12})
+    d = decide(m, champion=CHAMPION, champion_min_rows=100)
+    assert d.eligible and not d.promoted and "only 12 backtest rows" in d.reason
+
+
 def test_no_comparison_on_a_shared_window_means_no_promotion():
     cmp = _versus(0.3, 0.4, error="the champion was trained on data after every backtest target")
     d = decide(_metrics(0.30, 0.50, champion=cmp), champion=CHAMPION)
