@@ -133,3 +133,25 @@ def test_a_source_with_several_tables_lands_each_day_once(settings: Settings) ->
     again = warehouse.land_source(spec, date(2024, 1, 14), settings)
     assert first["days_landed"] == 14 and first["rows_landed"] > 0
     assert again["days_landed"] == 0 and again["rows_landed"] == 0
+
+
+def _external_spec(table: str = "raw.pos_sales") -> UseCaseSpec:
+    base = get_spec("demand_forecast")
+    source = SourceSpec(type="warehouse", table=table, date_column="sales_date", history_start=HISTORY_START)
+    return base.model_copy(update={"source": source})
+
+
+def test_a_warehouse_source_is_checked_for_readiness_not_landed(settings: Settings) -> None:
+    settings.duckdb_path.parent.mkdir(parents=True)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("create schema raw; create table raw.pos_sales (sales_date date, units bigint)")
+        con.execute("insert into raw.pos_sales values ('2024-01-01', 3), ('2024-01-02', 4), ('2024-01-03', 5)")
+    out = warehouse.land_source(_external_spec(), date(2024, 1, 2), settings)
+    assert out == {"rows_landed": 0, "days_landed": 0, "first_missing": None, "last_day": "2024-01-02",
+                   "table": "raw.pos_sales", "rows_as_of": 2, "external": True}
+    from mlplatform.errors import DataQualityError
+
+    with pytest.raises(DataQualityError, match=r"raw.pos_sales is not ready for 2024-01-05: latest sales_date is 2024-01-03"):
+        warehouse.land_source(_external_spec(), date(2024, 1, 5), settings)
+    with pytest.raises(DataQualityError, match=r"source table raw.nope does not exist"):
+        warehouse.land_source(_external_spec("raw.nope"), date(2024, 1, 2), settings)
