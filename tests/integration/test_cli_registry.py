@@ -56,3 +56,16 @@ def test_rollback_to_an_unknown_version_fails_with_a_clear_error(store, capsys):
     assert cli.main(["registry", "rollback", "demand_forecast", "--to", "v2099", "--reason", "x"]) == 2
     assert "no registered model version 'v2099'" in capsys.readouterr().err
     assert registry.champion(store, L)["version"] == "v20250608-bbbbbbbbbb"
+
+
+def test_the_rollback_dag_moves_the_champion_with_the_operator_reason(store, dagbag):
+    from datetime import UTC, datetime
+
+    from dag_runs import run_dag
+
+    conf = {"use_case": "demand_forecast", "version": "v20250601-aaaaaaaaaa", "reason": "rollback from the UI"}
+    run_dag(dagbag.dags["mlplatform_model_rollback"], datetime(2025, 7, 1, tzinfo=UTC), run_conf=conf)
+    assert registry.champion(store, L)["version"] == "v20250601-aaaaaaaaaa"
+    event = registry.audit_log(store, L)[-1]
+    assert event["action"] == "rollback" and event["reason"] == "rollback from the UI"
+    assert event["actor"].startswith("airflow:") and "mlplatform_model_rollback/" in event["actor"]
