@@ -238,7 +238,6 @@ class UseCaseSpec(_Strict):
     accuracy: AccuracySpec = AccuracySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     publish: PublishSpec = PublishSpec()
-    approval: Literal["none", "required"] = "none"
 
     @model_validator(mode="after")
     def _sections_for_kind(self) -> UseCaseSpec:

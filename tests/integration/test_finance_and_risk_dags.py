@@ -58,6 +58,20 @@ def test_finance_publishes_90_days_per_business_unit_and_region_from_a_model_bea
     assert set(frame["model_version"]) == {champion["version"]}
 
 
+def test_publishing_records_an_asset_event_naming_the_run_date_and_partition(finance_run):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.execute(
+            select(AssetEvent.extra, AssetEvent.source_task_id).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "revenue_forecast_forecasts")).all()
+    extras = [e.extra for e in events if e.source_task_id == "score_and_publish"]
+    assert {"run_date": "2025-06-30", "rows": 1080}.items() <= extras[-1].items()
+    assert extras[-1]["partition_uri"].endswith("/revenue_forecast/forecasts/run_date=2025-06-30/")
+
+
 def test_the_rollup_consumer_publishes_monthly_totals_that_add_up_to_the_daily_forecasts(finance_run, dagbag, store):
     _run(dagbag.dags["revenue_forecast__rollups"], run_conf={"run_date": RUN_DATE.date().isoformat()})
     layout = Layout("revenue_forecast")

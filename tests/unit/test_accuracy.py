@@ -94,3 +94,24 @@ def test_lookback_selects_earlier_published_dates_only():
 
     dates = [date(2025, 6, d) for d in (1, 10, 20, 29, 30)]
     assert A.lookback_dates(dates, date(2025, 6, 30), 20) == [date(2025, 6, 10), date(2025, 6, 20), date(2025, 6, 29)]
+
+
+def test_classification_scores_are_joined_to_labels_that_became_known():
+    from mlplatform.spec import get_spec
+
+    spec = get_spec("credit_risk")
+    published = pd.DataFrame({"use_case": "credit_risk", "run_date": "2025-03-01", "model_version": "v1",
+                              "customer_id": ["c1", "c2", "c3", "c4"],
+                              "observation_date": [pd.Timestamp("2025-02-20").date()] * 4,
+                              "probability": [0.9, 0.1, 0.2, 0.05], "risk_band": "low"})
+    features = pd.DataFrame({"customer_id": ["c1", "c2", "c3", "c4", "c5"],
+                             "review_date": pd.to_datetime(["2025-02-20"] * 4 + ["2025-02-21"]),
+                             "defaulted_90d": [1.0, 0.0, None, 0.0, 1.0]})
+    rows = A.join_actuals(published, A.actuals(features, spec), spec)
+    assert sorted(rows["customer_id"]) == ["c1", "c2", "c4"]  # c3's label is not known yet
+    realised = A.realised_metrics(rows, spec)
+    assert realised["n"] == 3 and realised["roc_auc"] == 1.0 and realised["log_loss"] < 0.11
+    serving = {"version": "v1", "metrics": {"model": {"log_loss": 0.01}}}
+    verdict = A.assess(rows, spec.model_copy(update={"accuracy": spec.accuracy.model_copy(update={"min_rows": 3})}),
+                       serving)
+    assert verdict["breach"] and "realised log_loss" in verdict["breach_reason"]
