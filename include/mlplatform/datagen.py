@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -445,15 +445,21 @@ def inject_faults(sales: pd.DataFrame, fault: str, rate: float, seed: int) -> pd
 # --------------------------------------------------------------------------------------------- sources
 
 
+def check_param_names(params: dict[str, Any], valid: Iterable[str], required: Iterable[str] = ("seed",)) -> None:
+    """Every generator's first check: ValueError naming unknown parameters (with the valid ones) or missing ones."""
+    valid = list(valid)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; valid: {', '.join(valid)}")
+    missing = sorted(set(required) - set(params))
+    if missing:
+        raise ValueError(f"missing required parameter(s) {missing}")
+
+
 def _retail_params(params: dict[str, Any]) -> dict[str, Any]:
     """Validated retail generator kwargs; ValueError names any unknown, missing or bad parameter."""
     params = dict(params)
-    unknown = sorted(set(params) - set(_SALES_PARAMS))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; valid: {', '.join(_SALES_PARAMS)}")
-    missing = sorted({"n_stores", "n_skus", "seed"} - set(params))
-    if missing:
-        raise ValueError(f"missing required parameter(s) {missing}")
+    check_param_names(params, _SALES_PARAMS, required=("n_stores", "n_skus", "seed"))
     params["drift_start"] = _as_date(params.get("drift_start"), "drift_start")
     _series(_check_count("n_stores", params["n_stores"]), _check_count("n_skus", params["n_skus"]),
             _check_seed(params["seed"]))

@@ -22,12 +22,12 @@ frame, never Python loops over rows.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlplatform.errors import DataQualityError
+from mlplatform.serialise import JoblibSerialisable
 from mlplatform.spec import UseCaseSpec, quantile_column
 
 if TYPE_CHECKING:
@@ -529,7 +529,7 @@ def _id_columns(frame: pd.DataFrame, series_keys: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- model
 
 
-class QuantileForecaster:
+class QuantileForecaster(JoblibSerialisable):
     """One HistGradientBoostingRegressor (quantile loss) per quantile, shared by all horizons.
 
     Only plain Python state is kept besides the estimators (no spec object), so a pickled model stays
@@ -632,26 +632,6 @@ class QuantileForecaster:
         preds = np.column_stack([est.predict(X) for est in self.estimators])
         preds = np.clip(np.sort(preds, axis=1), 0.0, None)
         return pd.concat([ids, pd.DataFrame(preds, columns=self.quantile_columns)], axis=1)
-
-    # --- persistence
-
-    def to_bytes(self) -> bytes:
-        """Serialised model (joblib, compressed) for the model store."""
-        import joblib
-
-        buffer = io.BytesIO()
-        joblib.dump(self, buffer, compress=3)
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> QuantileForecaster:
-        """Inverse of ``to_bytes``; refuses anything that is not a QuantileForecaster."""
-        import joblib
-
-        model = joblib.load(io.BytesIO(data))
-        if not isinstance(model, cls):
-            raise TypeError(f"expected a serialised {cls.__name__}, got {type(model).__name__}")
-        return model
 
 
 # ------------------------------------------------------------------------------------------- baseline

@@ -17,7 +17,6 @@ unknown). The final model learns from everything labelled as of run_date.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -35,6 +34,7 @@ from mlplatform.metrics import (
     roc_auc,
     wape,
 )
+from mlplatform.serialise import JoblibSerialisable
 from mlplatform.spec import UseCaseSpec
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def evaluation_rows(features: pd.DataFrame, spec: UseCaseSpec, origin: Any, run_
 # ------------------------------------------------------------------------------------------------ models
 
 
-class _TabularBase:
+class _TabularBase(JoblibSerialisable):
     """State shared by the boosted model and the baseline: plain Python only, no spec object.
 
     Keeping the spec out means a pickled model stays loadable when the spec class evolves; the
@@ -307,24 +307,6 @@ class _TabularBase:
         if frame.empty:
             return out.assign(**{self.output_column: pd.Series(dtype=float)})
         return out.assign(**{self.output_column: self._values(frame)})
-
-    def to_bytes(self) -> bytes:
-        """Serialised model (joblib, compressed) for the model store."""
-        import joblib
-
-        buffer = io.BytesIO()
-        joblib.dump(self, buffer, compress=3)
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Any:
-        """Inverse of ``to_bytes``; refuses anything that is not an instance of this class."""
-        import joblib
-
-        model = joblib.load(io.BytesIO(data))
-        if not isinstance(model, cls):
-            raise TypeError(f"expected a serialised {cls.__name__}, got {type(model).__name__}")
-        return model
 
 
 def _time_split(train: pd.DataFrame, time_column: str, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:

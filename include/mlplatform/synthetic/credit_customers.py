@@ -72,7 +72,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from mlplatform.datagen import DEFAULT_CHUNK_DAYS, Source
+from mlplatform.datagen import DEFAULT_CHUNK_DAYS, Source, check_param_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -158,11 +158,7 @@ def _check_date(name: str, value: Any) -> date | None:
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
     """Validated generator parameters with defaults filled in; ValueError names the offending one."""
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; valid: {', '.join(PARAMS)}")
-    if "seed" not in params:
-        raise ValueError("missing required parameter(s) ['seed']")
+    check_param_names(params, PARAMS)
     out = {**DEFAULTS, **params}
     out["seed"] = _check_int("seed", out["seed"], 0)
     out["n_customers"] = _check_int("n_customers", out["n_customers"], 1)
