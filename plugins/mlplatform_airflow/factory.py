@@ -87,12 +87,14 @@ def forecast_asset(spec: UseCaseSpec) -> Asset:
     """The Asset a use case's published partitions update (consumers schedule on it).
 
     The URI scheme is ``x-mlplatform`` rather than ``s3``: Airflow normalises s3:// URIs through the amazon
-    provider, which imports boto3 at parse time (0.2 s per DAG file). The S3 prefix is in ``extra``.
+    provider, which imports boto3 at parse time (0.2 s per DAG file). The URI names the use case's
+    forecasts, not the bucket: Airflow refuses to activate an Asset whose name is already active under
+    another URI, so a bucket change must not change it. The S3 prefix is in ``extra``.
     """
     from mlplatform.settings import load_settings
 
     bucket = load_settings().bucket
-    return Asset(name=f"{spec.name}_forecasts", uri=f"x-mlplatform://{bucket}/{spec.name}/forecasts",
+    return Asset(name=f"{spec.name}_forecasts", uri=f"x-mlplatform://{spec.name}/forecasts",
                  group="mlplatform", extra={"s3_prefix": f"s3://{bucket}/{spec.name}/forecasts/"})
 
 

@@ -83,7 +83,8 @@ def test_published_forecasts_are_an_asset_and_the_rollup_consumer_is_scheduled_o
     with_rollups = [s.name for s in specs if s.publish.rollups]
     for spec in specs:
         [outlet] = dagbag.dags[spec.name].get_task("score_and_publish").outlets
-        assert outlet.name == f"{spec.name}_forecasts" and outlet.uri.endswith(f"/{spec.name}/forecasts")
+        assert outlet.name == f"{spec.name}_forecasts" and outlet.uri == f"x-mlplatform://{spec.name}/forecasts"
+        assert outlet.extra["s3_prefix"].endswith(f"/{spec.name}/forecasts/")
     for name in with_rollups:
         consumer = dagbag.dags[f"{name}__rollups"]
         assert [a.name for a in consumer.timetable.asset_condition.objects] == [f"{name}_forecasts"]
