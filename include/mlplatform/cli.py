@@ -197,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import time
 
     from mlplatform import pipeline as p
+    from mlplatform.registry import default_actor
     from mlplatform.spec import get_spec
 
     settings, store = _store_from_env()
@@ -204,19 +205,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec, run_date = get_spec(args.use_case), date.fromisoformat(args.run_date)
     timings = {}
     for name, call in p.stage_calls(spec, run_date, settings, store, pinned=args.model_version,
-                                    actor=registry_actor()):
+                                    actor=default_actor()):
         start = time.perf_counter()
         call()
         timings[name] = round(time.perf_counter() - start, 2)
     print(json.dumps({"timings_s": timings}, indent=2))
     print(format_summary(p.run_summary(spec, run_date, store)))
     return 0
-
-
-def registry_actor() -> str:
-    from mlplatform.registry import default_actor
-
-    return default_actor()
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
@@ -244,7 +239,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
                   f"{event['from_version'] or '-'} -> {event['to_version']}  effective {event['effective_date']}  "
                   f"by {event['actor']}: {event['reason']}")
     elif args.action == "rollback":
-        event = registry.rollback(store, layout, args.to, reason=args.reason, actor=registry_actor(),
+        event = registry.rollback(store, layout, args.to, reason=args.reason, actor=registry.default_actor(),
                                   effective_date=date.fromisoformat(args.effective) if args.effective else None)
         print(json.dumps(event, indent=2))
     return 0

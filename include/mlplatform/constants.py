@@ -50,7 +50,6 @@ FORECASTS_PREFIX = "{use_case}/forecasts/run_date={run_date}"
 MODELS_PREFIX = "{use_case}/models"
 REGISTRY_PREFIX = "{use_case}/registry"
 MANIFEST_NAME = "_manifest.json"
-CHAMPION_POINTER = "champion.json"  # legacy single pointer (read-only fallback for older buckets)
 ACCURACY_PREFIX = "{use_case}/accuracy/run_date={run_date}"
 LIFECYCLE_PREFIX = "{use_case}/lifecycle/run_date={run_date}"
 ALERTS_PREFIX = "{use_case}/alerts"

@@ -222,10 +222,6 @@ def alias_version(store: ObjectStore, layout: Layout, alias: str, as_of: date | 
     if as_of is None and store.exists(layout.alias(alias)):
         return store.get_json(layout.alias(alias))["version"]
     event = _replay(audit_log(store, layout), alias, as_of)
-    if event is None and alias == CHAMPION and store.exists(layout.champion_pointer()):
-        pointer = store.get_json(layout.champion_pointer())  # bucket written before aliases existed
-        if as_of is None or pointer["training_end"] <= as_of.isoformat():
-            return pointer["version"]
     return event["to_version"] if event else None
 
 
@@ -306,9 +302,6 @@ def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: st
             "or before it); see the train task's decision, or pin a version")
     return meta
 
-
-# kept for callers written before aliases: the serving model of a date
-champion_as_of = serving_model
 
 
 def rollback(store: ObjectStore, layout: Layout, to_version: str, *, reason: str, actor: str | None = None,

@@ -181,9 +181,6 @@ class Layout:
     def registry(self) -> str:
         return self._fmt(C.REGISTRY_PREFIX)
 
-    def champion_pointer(self) -> str:
-        return f"{self.registry()}/{C.CHAMPION_POINTER}"
-
     def alias(self, name: str) -> str:
         return f"{self.registry()}/aliases/{name}.json"
 

@@ -23,13 +23,11 @@ PATTERNS = {
     "inline password": re.compile(r"(password|passwd|secret)\s*[:=]\s*['\"][^'\"$\s{<]{8,}['\"]", re.I),
     "credentials in a URL": re.compile(r"://[A-Za-z0-9_.-]+:[^@/\s$'\"{<]{8,}@"),
 }
-# Fixtures that must look like secrets to test the scanner and the log redaction themselves.
-ALLOWED = {"tests/reliability/test_no_secrets_in_repository.py"}
 
 
 def _tracked_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "-z"], cwd=C.PROJECT_ROOT, capture_output=True, check=True)
-    return [f for f in out.stdout.decode().split("\0") if f and f not in ALLOWED]
+    return [f for f in out.stdout.decode().split("\0") if f]
 
 
 def scan(text: str) -> list[tuple[int, str]]:
@@ -41,9 +39,11 @@ def scan(text: str) -> list[tuple[int, str]]:
 
 
 def test_the_scanner_finds_each_kind_of_secret():
-    samples = ["key = AKIA" + "ABCDEFGHIJKLMNOP", "-----BEGIN RSA PRIVATE KEY-----",
-               "aws_secret_access_key = " + "a" * 40, 'password: "hunter2hunter2"',
-               "postgresql://airflow:" + "s3cr3tpassw0rd" + "@db/airflow"]
+    # Built at run time, so this file itself holds nothing that looks like a credential.
+    fake = "".join(chr(ord("A") + i) for i in range(16))
+    samples = [f"key = {'AK'}{'IA'}{fake}", "-----BEGIN " + "RSA PRIVATE" + " KEY-----",
+               "aws_secret_access_key = " + fake.lower() * 2 + "x" * 8, "pass" + 'word: "' + fake.lower() + '"',
+               "postgresql://airflow:" + fake.lower() + "@db/airflow"]
     assert [name for text in samples for _, name in scan(text)] == list(PATTERNS)
     assert scan('password: "${AIRFLOW_ADMIN_PASSWORD}"') == []  # a reference, not a value
 

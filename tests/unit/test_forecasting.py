@@ -3,6 +3,15 @@
 import numpy as np
 import pandas as pd
 import pytest
+from forecast_fixtures import (
+    last_date,
+    make_data,
+    make_period_data,
+    make_period_spec,
+    make_spec,
+    period_ends,
+    single_threaded,
+)
 
 from mlplatform.errors import DataQualityError
 from mlplatform.forecasting import (
@@ -16,27 +25,6 @@ from mlplatform.forecasting import (
     seasonal_naive,
     training_origins,
 )
-
-try:  # tests/unit as a package or as a plain directory on sys.path
-    from .forecast_fixtures import (
-        last_date,
-        make_data,
-        make_period_data,
-        make_period_spec,
-        make_spec,
-        period_ends,
-        single_threaded,
-    )
-except ImportError:
-    from forecast_fixtures import (
-        last_date,
-        make_data,
-        make_period_data,
-        make_period_spec,
-        make_spec,
-        period_ends,
-        single_threaded,
-    )
 
 DAY = pd.Timedelta(days=1)
 

@@ -4,6 +4,15 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+from forecast_fixtures import (
+    last_date,
+    make_data,
+    make_period_data,
+    make_period_spec,
+    make_spec,
+    period_ends,
+    single_threaded,
+)
 
 from mlplatform.errors import DataQualityError, ModelNotAvailableError
 from mlplatform.forecasting import (
@@ -13,27 +22,6 @@ from mlplatform.forecasting import (
     required_history_periods,
 )
 from mlplatform.scoring import forecast_chunks
-
-try:  # tests/unit as a package or as a plain directory on sys.path
-    from .forecast_fixtures import (
-        last_date,
-        make_data,
-        make_period_data,
-        make_period_spec,
-        make_spec,
-        period_ends,
-        single_threaded,
-    )
-except ImportError:
-    from forecast_fixtures import (
-        last_date,
-        make_data,
-        make_period_data,
-        make_period_spec,
-        make_spec,
-        period_ends,
-        single_threaded,
-    )
 
 DAY = pd.Timedelta(days=1)
 

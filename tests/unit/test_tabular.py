@@ -7,16 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tabular_fixtures import DELAY, as_of, last_date, make_panel, make_spec
 
 from mlplatform import tabular
 from mlplatform.errors import DataQualityError
 from mlplatform.metrics import expected_calibration_error
 from mlplatform.tabular import BaselineModel, TabularModel, backtest_origins, score_chunks, train_and_backtest
-
-try:  # tests/unit as a package or as a plain directory on sys.path
-    from .tabular_fixtures import DELAY, as_of, last_date, make_panel, make_spec
-except ImportError:
-    from tabular_fixtures import DELAY, as_of, last_date, make_panel, make_spec
 
 DAY = pd.Timedelta(days=1)
 OVERFIT = {"max_iter": 150, "learning_rate": 0.3, "max_leaf_nodes": 31, "min_samples_leaf": 5}

@@ -6,6 +6,16 @@ import re
 
 import pandas as pd
 import pytest
+from forecast_fixtures import (
+    PERIOD_SHAPE,
+    last_date,
+    make_data,
+    make_period_data,
+    make_period_spec,
+    make_spec,
+    period_ends,
+    single_threaded,
+)
 
 from mlplatform import forecasting
 from mlplatform.errors import DataQualityError
@@ -19,29 +29,6 @@ from mlplatform.training import (
     reference_frame,
     train_and_backtest,
 )
-
-try:  # tests/unit as a package or as a plain directory on sys.path
-    from .forecast_fixtures import (
-        PERIOD_SHAPE,
-        last_date,
-        make_data,
-        make_period_data,
-        make_period_spec,
-        make_spec,
-        period_ends,
-        single_threaded,
-    )
-except ImportError:
-    from forecast_fixtures import (
-        PERIOD_SHAPE,
-        last_date,
-        make_data,
-        make_period_data,
-        make_period_spec,
-        make_spec,
-        period_ends,
-        single_threaded,
-    )
 
 DAY = pd.Timedelta(days=1)
 
