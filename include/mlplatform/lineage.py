@@ -65,7 +65,7 @@ def code_version() -> dict:
 def library_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ("scikit-learn", "pandas", "numpy", "pyarrow", "dbt-core", "dbt-duckdb", "great-expectations",
+    names = ("scikit-learn", "pandas", "numpy", "pyarrow", "dbt-core", "dbt-duckdb", "dbt-postgres", "great-expectations",
              "evidently", "apache-airflow")
     out = {"python": platform.python_version()}
     for name in names:

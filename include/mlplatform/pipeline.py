@@ -119,6 +119,7 @@ def _write_snapshot(spec: UseCaseSpec, run_date: date, store: ObjectStore, featu
                      "series": int(features.groupby(spec.features.series_keys).ngroups)},
         "calendar": {**cal, "uri": store.uri(cal["key"])},
         "dbt_manifest_hash": dbt["manifest_hash"],
+        "dbt_target": dbt.get("target"),
     }
     store.put_json(f"{prefix}/_manifest.json", manifest)
     log.info("feature snapshot %s: %s rows, fingerprint %s", store.uri(prefix), feat["rows"],

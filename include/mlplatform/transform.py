@@ -32,8 +32,11 @@ FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 _MAX_MESSAGE = 500
 
 
-def target_dir(settings: Settings) -> Path:
-    return settings.data_dir / "dbt" / "target"
+def target_dir(settings: Settings, use_case: str | None = None) -> Path:
+    """dbt's target folder; one per use case, so builds of different use cases on one worker never
+    overwrite each other's manifest and run results (each keeps its own partial-parse cache)."""
+    base = settings.data_dir / "dbt"
+    return base / "target" if use_case is None else base / "target" / use_case
 
 
 def log_dir(settings: Settings) -> Path:
@@ -43,7 +46,8 @@ def log_dir(settings: Settings) -> Path:
 @contextmanager
 def _dbt_env(settings: Settings) -> Iterator[None]:
     """Environment profiles.yml reads (restored afterwards: the process may be a long-lived worker)."""
-    values = {C.ENV_DUCKDB_PATH: str(settings.duckdb_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    values = {C.ENV_DUCKDB_PATH: str(settings.duckdb_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+              **settings.pg.dbt_env()}
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -134,7 +138,7 @@ def horizon_days(spec: UseCaseSpec) -> int:
 
 def run_dbt_build(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
     """``dbt build`` of the use case's selection as of ``run_date``; TransformError names failed nodes."""
-    target = target_dir(settings)
+    target = target_dir(settings, spec.name)
     dbt_vars = {"run_date": run_date.isoformat(), "horizon_days": horizon_days(spec)}
     args = ["build", "--select", *spec.transform.select.split(), "--vars", json.dumps(dbt_vars),
             *_common_args(settings, target)]
@@ -144,7 +148,7 @@ def run_dbt_build(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict
     _raise_on_failure(res, f"dbt build for use case {spec.name!r} as of {run_date.isoformat()}")
     statuses = Counter(_status(r) for r in res.result.results)
     return {"manifest_hash": manifest_hash(target / "manifest.json"), "nodes": dict(sorted(statuses.items())),
-            "elapsed_s": round(elapsed, 2), "target_path": str(target)}
+            "elapsed_s": round(elapsed, 2), "target_path": str(target), "target": settings.dbt_target}
 
 
 def parse_project(settings: Settings, target_path: Path | None = None) -> Path:

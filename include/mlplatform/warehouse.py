@@ -1,4 +1,8 @@
-"""Thin DuckDB I/O layer of the embedded profile: land raw source data, read dbt-built relations.
+"""Warehouse I/O: land raw source data, read dbt-built relations, on DuckDB or Postgres.
+
+The profile picks the engine (``Settings.profile``): ``embedded`` is one DuckDB file, ``production`` is a
+Postgres database (``MLPLATFORM_PG_*``). Both go through one small backend interface, so landing,
+readiness checks and reads are the same code and the same SQL (``?`` placeholders) on either engine.
 
 Schema naming (what the dbt project in ``dbt_project/`` builds):
 
@@ -7,7 +11,8 @@ Schema naming (what the dbt project in ``dbt_project/`` builds):
 * ``analytics.<model>``: every dbt model and seed (staging and intermediate as views, marts as tables),
   e.g. ``analytics.fct_demand_features``; :func:`relation_name` maps a model name to it.
 
-duckdb and pandas are imported inside functions so importing this module (DAG parsing) stays cheap.
+duckdb, psycopg2 and pandas are imported inside functions so importing this module (DAG parsing) stays
+cheap.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ PARAMS_DDL = f"create table if not exists {PARAMS_TABLE} (source varchar primary
 LAND_CHUNK_DAYS = 90
 LOCK_ATTEMPTS = 60
 LOCK_WAIT_S = 0.5
+PG_CONNECT_TIMEOUT_S = 10
+PG_INSERT_PAGE = 5000
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _RELATION = re.compile(rf"^{_IDENT}(\.{_IDENT}){{0,2}}$")
@@ -50,14 +57,15 @@ _RAW_DDL = {
             store_id varchar,
             sku_id varchar,
             units_sold bigint,
-            unit_price double,
-            list_price double,
+            unit_price double precision,
+            list_price double precision,
             on_promotion boolean,
             stockout_flag boolean
         )""",
     "stores": "create table if not exists raw.stores "
               "(store_id varchar, region varchar, store_format varchar, opened_on date)",
-    "products": "create table if not exists raw.products (sku_id varchar, category varchar, list_price double)",
+    "products": "create table if not exists raw.products (sku_id varchar, category varchar, "
+                "list_price double precision)",
 }
 
 
@@ -105,41 +113,195 @@ def connect(path: Path, *, read_only: bool = False, attempts: int | None = None,
         con.close()
 
 
+# -------------------------------------------------------------------------------------------- backends
+
+
+class _DuckBackend:
+    """The embedded warehouse: one DuckDB file (one writing process at a time, see :func:`connect`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, where: str) -> None:
+        self.con, self.where = con, where
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        self.con.execute(sql, params or [])
+
+    def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return self.con.execute(sql, params or []).fetchall()
+
+    def begin(self) -> None:
+        self.con.begin()
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def rollback(self) -> None:
+        self.con.rollback()
+
+    def lock(self, name: str) -> None:
+        """Nothing to do: DuckDB's file lock already makes this process the only writer."""
+
+    def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
+        """Insert by column name; a table without declared DDL takes the frame's column types."""
+        view = f"_land_{table}"
+        self.con.register(view, frame)
+        try:
+            if not table_exists(self, C.RAW_SCHEMA, table):
+                self.con.execute(f"create table {C.RAW_SCHEMA}.{table} as select * from {view} where false")
+            self.con.execute(f"insert into {C.RAW_SCHEMA}.{table} by name select * from {view}")
+        finally:
+            self.con.unregister(view)
+
+    def read_frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        return self.con.execute(sql, params or []).df()
+
+
+# Postgres type of each pandas dtype kind, for raw tables created from a frame (no declared DDL).
+_PG_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision", "M": "timestamp"}
+# Postgres type OIDs read back as numbers or timestamps (psycopg2 returns Decimal / date objects).
+_PG_NUMERIC_OIDS = frozenset({20, 21, 23, 700, 701, 1700})
+_PG_TEMPORAL_OIDS = frozenset({1082, 1114, 1184})
+
+
+def _pg_type(series: pd.Series) -> str:
+    kind = series.dtype.kind
+    if kind in _PG_TYPES:
+        return _PG_TYPES[kind]
+    first = series.dropna().head(1)
+    if len(first) and isinstance(first.iloc[0], date):
+        return "date"
+    return "varchar"
+
+
+class _PgBackend:
+    """The production warehouse: a Postgres database (many writers; one transaction per landing)."""
+
+    def __init__(self, con: Any, where: str) -> None:
+        self.con, self.where = con, where
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        # Platform SQL uses DuckDB's ``?`` placeholders; psycopg2 wants ``%s`` (and ``%%`` for a percent).
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        with self.con.cursor() as cur:
+            cur.execute(self._sql(sql), list(params or []))
+
+    def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        with self.con.cursor() as cur:
+            cur.execute(self._sql(sql), list(params or []))
+            return cur.fetchall()
+
+    def begin(self) -> None:
+        """psycopg2 opens a transaction on the first statement; nothing to do."""
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def rollback(self) -> None:
+        self.con.rollback()
+
+    def lock(self, name: str) -> None:
+        """Serialise writers of ``name`` across workers until this transaction ends.
+
+        Why: two runs (say a backfill and today's run) landing the same missing days at once would each
+        see them missing and insert them twice, and concurrent ``create schema if not exists`` races in
+        Postgres; the advisory lock makes the second writer wait, then find the work done.
+        """
+        self.execute("select pg_advisory_xact_lock(hashtext(?))", [f"mlplatform.{name}"])
+
+    def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
+        from psycopg2.extras import execute_values
+
+        columns = [str(c) for c in frame.columns]
+        for column in columns:
+            if not re.fullmatch(_IDENT, column):
+                raise PlatformError(f"raw table {table}: column {column!r} is not an identifier")
+        if not table_exists(self, C.RAW_SCHEMA, table):
+            ddl = ", ".join(f"{c} {_pg_type(frame[c])}" for c in columns)
+            self.execute(f"create table {C.RAW_SCHEMA}.{table} ({ddl})")
+        values = frame.astype(object).where(frame.notna(), None)
+        with self.con.cursor() as cur:
+            execute_values(cur, f"insert into {C.RAW_SCHEMA}.{table} ({', '.join(columns)}) values %s",
+                           values.itertuples(index=False, name=None), page_size=PG_INSERT_PAGE)
+
+    def read_frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """A frame with the dtypes DuckDB would give: numbers as numbers, dates as datetime64."""
+        import pandas as pd
+
+        with self.con.cursor() as cur:
+            cur.execute(self._sql(sql), list(params or []))
+            names = [d.name for d in cur.description]
+            oids = [d.type_code for d in cur.description]
+            frame = pd.DataFrame.from_records(cur.fetchall(), columns=names, coerce_float=True)
+        for name, oid in zip(names, oids, strict=True):
+            if oid in _PG_NUMERIC_OIDS:
+                frame[name] = pd.to_numeric(frame[name])
+            elif oid in _PG_TEMPORAL_OIDS:
+                frame[name] = pd.to_datetime(frame[name])
+        return frame
+
+
+def _pg_connect(settings: Settings):
+    import psycopg2
+
+    pg = settings.pg
+    try:
+        con = psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password or None,
+                               dbname=pg.dbname, connect_timeout=PG_CONNECT_TIMEOUT_S,
+                               application_name="mlplatform")
+    except psycopg2.OperationalError as exc:
+        detail = " ".join(str(exc).split())
+        raise PlatformError(f"cannot connect to the Postgres warehouse {pg.describe()}: {detail} "
+                            f"(check the MLPLATFORM_PG_* settings and that the server is up)") from exc
+    return con
+
+
+@contextmanager
+def open_warehouse(settings: Settings, *, read_only: bool = False) -> Iterator[_DuckBackend | _PgBackend]:
+    """The warehouse of ``settings.profile``, closed afterwards (uncommitted work is rolled back)."""
+    if settings.profile == C.PROFILE_EMBEDDED:
+        if not read_only:
+            settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        with connect(settings.duckdb_path, read_only=read_only) as con:
+            yield _DuckBackend(con, str(settings.duckdb_path))
+        return
+    con = _pg_connect(settings)
+    try:
+        con.set_session(readonly=read_only)
+        yield _PgBackend(con, settings.pg.describe())
+    finally:
+        if not con.closed:
+            con.rollback()
+            con.close()
+
+
+def table_exists(db: _DuckBackend | _PgBackend, schema: str, table: str) -> bool:
+    return bool(db.fetchall(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table])[0][0])
+
+
 # --------------------------------------------------------------------------------------------- landing
 
 
-def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"create schema if not exists {C.RAW_SCHEMA}")
-    con.execute(LANDED_DDL)
-    con.execute(PARAMS_DDL)
+def _ensure_raw_tables(db: _DuckBackend | _PgBackend) -> None:
+    db.execute(f"create schema if not exists {C.RAW_SCHEMA}")
+    db.execute(LANDED_DDL)
+    db.execute(PARAMS_DDL)
     for ddl in _RAW_DDL.values():
-        con.execute(ddl)
+        db.execute(ddl)
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [C.RAW_SCHEMA, table]).fetchone()[0])
-
-
-def _create_like(con: duckdb.DuckDBPyConnection, table: str, view: str) -> None:
-    """Tables of a source without a declared DDL take the column types of their first landed rows."""
-    if not _table_exists(con, table):
-        con.execute(f"create table {C.RAW_SCHEMA}.{table} as select * from {view} where false")
-
-
-def _replace_dimensions(con: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
+def _replace_dimensions(db: _DuckBackend | _PgBackend, tables: dict[str, pd.DataFrame]) -> None:
     """Dimensions are small and deterministic: replace them wholesale (idempotent)."""
     for name, frame in tables.items():
-        view = f"_land_{name}"
-        con.register(view, frame)
-        _create_like(con, name, view)
-        con.execute(f"delete from {C.RAW_SCHEMA}.{name}")
-        con.execute(f"insert into {C.RAW_SCHEMA}.{name} by name select * from {view}")
-        con.unregister(view)
+        if table_exists(db, C.RAW_SCHEMA, name):
+            db.execute(f"delete from {C.RAW_SCHEMA}.{name}")
+        db.insert_frame(name, frame)
 
 
-def _check_params(con: duckdb.DuckDBPyConnection, spec: UseCaseSpec) -> None:
+def _check_params(db: _DuckBackend | _PgBackend, spec: UseCaseSpec) -> None:
     """A generator's raw tables are shared by every spec naming it, so all must use the same params.
 
     Landing days with other params into the same tables would mix two datasets silently; refusing names
@@ -148,19 +310,23 @@ def _check_params(con: duckdb.DuckDBPyConnection, spec: UseCaseSpec) -> None:
     import json
 
     params = json.dumps(spec.source.params, sort_keys=True, default=str)
-    row = con.execute(f"select params from {PARAMS_TABLE} where source = ?", [spec.source.generator]).fetchone()
-    if row is None:
-        con.execute(f"insert into {PARAMS_TABLE} values (?, ?)", [spec.source.generator, params])
-    elif row[0] != params:
+    rows = db.fetchall(f"select params from {PARAMS_TABLE} where source = ?", [spec.source.generator])
+    if not rows:
+        db.execute(f"insert into {PARAMS_TABLE} values (?, ?)", [spec.source.generator, params])
+    elif rows[0][0] != params:
         from mlplatform.errors import DataQualityError
 
         raise DataQualityError(
-            f"{spec.name}: source.params {params} differ from {row[0]}, with which generator "
+            f"{spec.name}: source.params {params} differ from {rows[0][0]}, with which generator "
             f"{spec.source.generator!r} already landed raw data in this warehouse; specs sharing a generator "
             "share its raw tables, so use the same params (or a separate warehouse)")
 
 
-def _landed_days(con: duckdb.DuckDBPyConnection, source: str, table: str, date_column: str,
+def _as_date(value: Any) -> date:
+    return value.date() if hasattr(value, "date") and callable(value.date) else value
+
+
+def _landed_days(db: _DuckBackend | _PgBackend, source: str, table: str, date_column: str,
                  start: date, end: date) -> set[date]:
     """Days already landed: those with rows in the primary table, plus days recorded as landed empty.
 
@@ -168,13 +334,13 @@ def _landed_days(con: duckdb.DuckDBPyConnection, source: str, table: str, date_c
     landed once, not regenerated on every run. A day that had rows and lost them (deleted by an
     operator to force a reload) counts as missing and is landed again.
     """
-    days = {row[0] for row in con.execute(
+    days = {_as_date(row[0]) for row in db.fetchall(
         f"select day from {LANDED_TABLE} where source = ? and rows = 0 and day between ? and ?",
-        [source, start, end]).fetchall()}
-    if _table_exists(con, table):
-        days |= {row[0] for row in con.execute(
+        [source, start, end])}
+    if table_exists(db, C.RAW_SCHEMA, table):
+        days |= {_as_date(row[0]) for row in db.fetchall(
             f"select distinct cast({date_column} as date) from {C.RAW_SCHEMA}.{table} "
-            f"where {date_column} between ? and ?", [start, end]).fetchall()}
+            f"where {date_column} between ? and ?", [start, end])}
     return days
 
 
@@ -196,27 +362,25 @@ def _runs(days: list[date], max_len: int) -> list[tuple[date, date]]:
     return runs
 
 
-def _insert_facts(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+def _insert_facts(db: _DuckBackend | _PgBackend, table: str, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
-    con.register("_land_facts", frame)
-    _create_like(con, table, "_land_facts")
-    con.execute(f"insert into {C.RAW_SCHEMA}.{table} by name select * from _land_facts")
-    con.unregister("_land_facts")
+    db.insert_frame(table, frame)
     return len(frame)
 
 
-def _record_landed(con: duckdb.DuckDBPyConnection, source: str, table: str, date_column: str,
+def _record_landed(db: _DuckBackend | _PgBackend, source: str, table: str, date_column: str,
                    lo: date, hi: date) -> None:
     """Row counts per landed day of the primary table (0 marks a day that is legitimately empty)."""
-    con.execute(f"delete from {LANDED_TABLE} where source = ? and day between ? and ?", [source, lo, hi])
-    counts = (f"select cast({date_column} as date) as day, count(*) as n from {C.RAW_SCHEMA}.{table} "
-              f"where {date_column} between ? and ? group by 1") if _table_exists(con, table) else \
-        "select null::date as day, 0 as n where false"
-    params = [lo, hi] if _table_exists(con, table) else []
-    con.execute(f"insert into {LANDED_TABLE} select ?, cast(d as date), coalesce(c.n, 0) from "
-                "generate_series(cast(? as date), cast(? as date), interval 1 day) t(d) "
-                f"left join ({counts}) c on c.day = cast(t.d as date)", [source, lo, hi, *params])
+    db.execute(f"delete from {LANDED_TABLE} where source = ? and day between ? and ?", [source, lo, hi])
+    counts: dict[date, int] = {}
+    if table_exists(db, C.RAW_SCHEMA, table):
+        counts = {_as_date(day): int(n) for day, n in db.fetchall(
+            f"select cast({date_column} as date), count(*) from {C.RAW_SCHEMA}.{table} "
+            f"where {date_column} between ? and ? group by 1", [lo, hi])}
+    for offset in range((hi - lo).days + 1):
+        day = lo + timedelta(days=offset)
+        db.execute(f"insert into {LANDED_TABLE} values (?, ?, ?)", [source, day, counts.get(day, 0)])
 
 
 def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
@@ -233,24 +397,27 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
 
     source = datagen.get_source(spec.source.generator)
     table, date_column = source.primary
-    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with connect(settings.duckdb_path) as con:
-        con.begin()
+    with open_warehouse(settings) as db:
+        db.begin()
+        db.lock("raw-ddl")
+        _ensure_raw_tables(db)
+        db.commit()
+        db.begin()
         try:
-            _ensure_raw_tables(con)
-            _check_params(con, spec)
-            _replace_dimensions(con, datagen.dimension_tables(spec.source))
-            landed = _landed_days(con, spec.source.generator, table, date_column,
+            db.lock(f"land.{spec.source.generator}")
+            _check_params(db, spec)
+            _replace_dimensions(db, datagen.dimension_tables(spec.source))
+            landed = _landed_days(db, spec.source.generator, table, date_column,
                                   spec.source.history_start, run_date)
             missing = _missing_days(landed, spec.source.history_start, run_date)
             for lo, hi in _runs(missing, LAND_CHUNK_DAYS):
                 for chunk in datagen.fact_chunks(spec.source, lo, hi, LAND_CHUNK_DAYS):
-                    rows += sum(_insert_facts(con, t, frame) for t, frame in chunk.items())
-                _record_landed(con, spec.source.generator, table, date_column, lo, hi)
-            con.commit()
+                    rows += sum(_insert_facts(db, t, frame) for t, frame in chunk.items())
+                _record_landed(db, spec.source.generator, table, date_column, lo, hi)
+            db.commit()
         except BaseException:
-            con.rollback()
+            db.rollback()
             raise
     return {"rows_landed": rows, "days_landed": len(missing),
             "first_missing": missing[0].isoformat() if missing else None,
@@ -269,16 +436,15 @@ def check_external_source(spec: UseCaseSpec, run_date: date, settings: Settings)
     table, column = spec.source.table, spec.source.date_column
     if not (_RELATION.match(table or "") and re.fullmatch(_IDENT, column or "")):
         raise PlatformError(f"source.table/date_column are not identifiers: {table!r}, {column!r}")
-    with connect(settings.duckdb_path, read_only=True) as con:
+    with open_warehouse(settings, read_only=True) as db:
         schema, name = table.split(".")
-        exists = con.execute("select count(*) from information_schema.tables where table_schema = ? "
-                             "and table_name = ?", [schema, name]).fetchone()[0]
-        if not exists:
+        if not table_exists(db, schema, name):
             raise DataQualityError(f"{spec.name}: source table {table} does not exist in the warehouse "
-                                   f"{settings.duckdb_path}; load it before running the pipeline")
-        latest, rows = con.execute(
+                                   f"{db.where}; load it before running the pipeline")
+        latest, rows = db.fetchall(
             f"select max(cast({column} as date)), count(*) from {table} where {column} <= ?",
-            [run_date]).fetchone()
+            [run_date])[0]
+    latest = _as_date(latest) if latest is not None else None
     if latest is None or latest < run_date:
         raise DataQualityError(f"{spec.name}: source table {table} is not ready for {run_date}: latest "
                                f"{column} is {latest}; the loader has not delivered that day yet")
@@ -305,5 +471,5 @@ def read_relation(settings: Settings, relation: str, where: str | None = None,
     if not _RELATION.match(relation):
         raise PlatformError(f"not a relation name: {relation!r} (expected schema.table)")
     sql = f"select * from {relation}" + (f" where {where}" if where else "")
-    with connect(settings.duckdb_path, read_only=True) as con:
-        return con.execute(sql, params or []).df()
+    with open_warehouse(settings, read_only=True) as db:
+        return db.read_frame(sql, params)
