@@ -11,12 +11,23 @@ RUN_DATE ?= 2025-06-30
 PREV_DATE ?= $(shell date -d '$(RUN_DATE) - 1 day' +%F)
 PYTEST_ARGS ?=
 
-.PHONY: help install lock local s3 s3-stop airflow-init demo summary up down test test-fast lint bench dbt-parse clean
+.PHONY: help install system-deps lock local s3 s3-stop airflow-init demo summary up down test test-fast lint bench dbt-parse clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-install: $(VENV)/.installed ## virtualenv in .venv with the pinned dependencies (constraints.txt)
+install: system-deps $(VENV)/.installed ## virtualenv in .venv with the pinned dependencies (constraints.txt)
+
+# Debian packages the suite uses: docker-compose (validates docker-compose.yaml; no engine needed),
+# chromium (the UI browser test, driven by the playwright package: no browser download), psql.
+SYSTEM_PACKAGES := docker-compose:docker-compose chromium:chromium psql:postgresql-client
+system-deps: ## Debian packages for the compose check and the browser test (apt-get, when missing)
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (see README)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
