@@ -4,8 +4,10 @@
 -- the month end on purpose: "last 3 business days of the month" is only known once the whole month is
 -- in the spine, so the last forecast month is flagged correctly too. Marts cut it to their range.
 {%- set horizon_days = var('horizon_days', 90) | int %}
-{%- set spine_end = "cast(date_trunc('month', " ~ run_date_literal() ~ " + " ~ horizon_days
-    ~ ") + interval '1 month' - interval '1 day' as date)" %}
+{#- Month arithmetic on timestamp (not date): Postgres' date_trunc of a date returns timestamptz, which
+    would tie the result to the session time zone; on timestamp it is the same on DuckDB and Postgres. #}
+{%- set spine_end = "cast(date_trunc('month', cast(" ~ run_date_literal() ~ " + " ~ horizon_days
+    ~ " as timestamp)) + interval '1 month' - interval '1 day' as date)" %}
 {#- Business days at the end of each month that form the month-end window (generator: MONTH_END_WINDOW). #}
 {%- set window_days = 3 %}
 with
@@ -38,7 +40,8 @@ calendar as (
         cast(extract(quarter from days.date_day) as integer) as quarter,
         cast(extract(doy from days.date_day) as integer) as day_of_year,
         cast(
-            date_trunc('month', days.date_day) + interval '1 month' - interval '1 day' as date
+            date_trunc('month', cast(days.date_day as timestamp))
+            + interval '1 month' - interval '1 day' as date
         ) as month_end_date,
         case when holidays.holiday_date is null then 0 else 1 end as is_holiday,
         holidays.holiday_name
