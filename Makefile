@@ -10,8 +10,14 @@ DEMO_USE_CASES ?= demand_forecast revenue_forecast credit_risk
 RUN_DATE ?= 2025-06-30
 PREV_DATE ?= $(shell date -d '$(RUN_DATE) - 1 day' +%F)
 PYTEST_ARGS ?=
+# The one switch: embedded (SQLite metadata, LocalExecutor, DuckDB warehouse) or team (Postgres metadata,
+# CeleryExecutor on Redis, Postgres warehouse). PG_URL/REDIS_URL only matter for the team profile.
+PROFILE ?= embedded
+PG_URL ?= postgresql://postgres@127.0.0.1:5432
+REDIS_URL ?= redis://127.0.0.1:6379/0
+SERVICES := api-server scheduler dag-processor triggerer celery-worker
 
-.PHONY: help install system-deps lock local s3 s3-stop airflow-init demo summary up down test test-fast lint bench dbt-parse clean
+.PHONY: help install system-deps lock local s3 s3-stop airflow-init demo summary up down test test-system test-fast lint bench dbt-parse clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,8 +52,8 @@ lock: ## re-resolve requirements*.txt and rewrite constraints.txt
 dbt-parse: ## compile the dbt manifest (no warehouse needed)
 	cd dbt_project && MLPLATFORM_DUCKDB_PATH=/tmp/mlplatform-parse.duckdb $(BIN)/dbt parse --quiet --profiles-dir . --target duckdb
 
-local: install ## generate .local/local.env (credentials, ports) once
-	@$(BIN)/mlplatform local init
+local: install ## write .local/local.env for PROFILE (credentials generated once, kept afterwards)
+	@$(BIN)/mlplatform local init --profile $(PROFILE) --pg-url '$(PG_URL)' --redis-url '$(REDIS_URL)'
 
 s3: local ## start the local SeaweedFS S3 server on loopback (idempotent)
 	@$(ENV) && mlplatform local s3-start
@@ -55,10 +61,10 @@ s3: local ## start the local SeaweedFS S3 server on loopback (idempotent)
 s3-stop: ## stop the local S3 server
 	@$(ENV) && mlplatform local s3-stop
 
-airflow-init: s3 ## Airflow home in .airflow (SQLite), metadata DB, warehouse pool
+airflow-init: s3 ## Airflow home in .airflow, metadata DB (SQLite, or Postgres with PROFILE=team), warehouse pool
 	@$(ENV) && airflow db migrate >/dev/null && \
-	  airflow pools set mlplatform_warehouse 1 "DuckDB allows one writer: serialise warehouse tasks" >/dev/null && \
-	  echo "Airflow home: $$AIRFLOW_HOME (SQLite)"
+	  airflow pools set mlplatform_warehouse 1 "Warehouse tasks one at a time: each rebuilds the marts as of its date" >/dev/null && \
+	  echo "Airflow home: $$AIRFLOW_HOME ($(PROFILE) profile, executor $$AIRFLOW__CORE__EXECUTOR)"
 
 demo: airflow-init ## run every use case's DAG for PREV_DATE and RUN_DATE (+ the roll-up consumer), print summaries
 	@$(ENV) && for uc in $(DEMO_USE_CASES); do for day in $(PREV_DATE) $(RUN_DATE); do \
@@ -80,24 +86,31 @@ demo: airflow-init ## run every use case's DAG for PREV_DATE and RUN_DATE (+ the
 summary: ## print the summary of USE_CASE for RUN_DATE
 	@$(ENV) && mlplatform summary $(USE_CASE) $(RUN_DATE)
 
-up: airflow-init ## start Airflow UI + scheduler locally (http://127.0.0.1:8080) for scheduling and backfills
+up: airflow-init ## start Airflow (UI http://127.0.0.1:8080); PROFILE=team adds a Celery worker
 	@$(ENV) && mkdir -p .local/logs && \
-	  for svc in api-server scheduler dag-processor triggerer; do \
+	  for svc in $(SERVICES); do \
+	    if [ "$$svc" = celery-worker ] && [ "$$AIRFLOW__CORE__EXECUTOR" != CeleryExecutor ]; then continue; fi; \
 	    if [ -f .local/$$svc.pid ] && kill -0 $$(cat .local/$$svc.pid) 2>/dev/null; then continue; fi; \
-	    nohup airflow $$svc > .local/logs/$$svc.log 2>&1 & echo $$! > .local/$$svc.pid; \
+	    if [ "$$svc" = celery-worker ]; then cmd="celery worker --queues $$AIRFLOW__OPERATORS__DEFAULT_QUEUE"; \
+	    else cmd=$$svc; fi; \
+	    setsid nohup airflow $$cmd > .local/logs/$$svc.log 2>&1 & echo $$! > .local/$$svc.pid; \
 	  done; \
 	  for i in $$(seq 1 90); do curl -sf http://127.0.0.1:8080/api/v2/version >/dev/null && break; sleep 1; done; \
 	  curl -sf http://127.0.0.1:8080/api/v2/version >/dev/null || { echo "api-server did not start: .local/logs/api-server.log"; exit 1; }; \
-	  echo "Airflow UI: http://127.0.0.1:8080  login: admin / $$(python -c 'import json;print(json.load(open(".local/passwords.json"))["admin"])')"; \
+	  echo "Airflow UI: http://127.0.0.1:8080  login: admin, password in .local/passwords.json (never printed)"; \
 	  echo "Logs in .local/logs/; stop with: make down"
 
-down: ## stop the local Airflow services and the S3 server
-	@for svc in api-server scheduler dag-processor triggerer; do \
-	  if [ -f .local/$$svc.pid ]; then kill $$(cat .local/$$svc.pid) 2>/dev/null || true; rm -f .local/$$svc.pid; fi; done
+down: ## stop the local Airflow services (and Celery worker) and the S3 server
+	@for svc in $(SERVICES); do \
+	  if [ -f .local/$$svc.pid ]; then kill -- -$$(cat .local/$$svc.pid) 2>/dev/null || kill $$(cat .local/$$svc.pid) 2>/dev/null || true; \
+	    rm -f .local/$$svc.pid; fi; done
 	@$(MAKE) --no-print-directory s3-stop
 
 test: install ## the whole suite (tests start their own S3 server and Airflow home)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-system: install ## system tests only: real Airflow services on Postgres (+ Celery/Redis) and the UI in Chromium
+	$(BIN)/python -m pytest -m system tests/system $(PYTEST_ARGS)
 
 test-fast: install ## unit and DAG-integrity tests only
 	$(BIN)/python -m pytest -m "not integration and not system and not reliability" $(PYTEST_ARGS)
