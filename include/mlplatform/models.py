@@ -68,3 +68,34 @@ def output_columns(spec: UseCaseSpec) -> list[str]:
     if spec.kind == "forecast":
         return spec.quantile_columns
     return ["probability", "risk_band"] if spec.kind == "classification" else ["prediction"]
+
+
+def sanity_check(spec: UseCaseSpec, model_bytes: bytes, features: pd.DataFrame, calendar: pd.DataFrame,
+                 run_date: date, chunk_rows: int) -> dict[str, Any]:
+    """Score the run's own rows with the model *as it will be served* (loaded back from its bytes).
+
+    Why: the backtest scores the fold models, not the final fit, and not the serialised artifact; a
+    final fit or a serialisation that yields NaN/inf (or probabilities outside [0, 1]) would otherwise
+    be promoted and publish garbage the next day. The verdict blocks promotion and eligibility.
+    """
+    import numpy as np
+
+    model = load(spec, model_bytes)
+    columns = output_columns(spec)
+    numeric = [c for c in columns if c != "risk_band"]
+    rows = bad = out_of_range = 0
+    for chunk in score(spec, model, features, calendar, run_date, chunk_rows):
+        values = chunk[numeric].to_numpy(dtype=float)
+        rows += len(chunk)
+        bad += int((~np.isfinite(values)).any(axis=1).sum())
+        if spec.kind == "classification":
+            out_of_range += int(((values < 0) | (values > 1)).any(axis=1).sum())
+    problems = []
+    if rows == 0:
+        problems.append("the model scored no rows of the run's features")
+    if bad:
+        problems.append(f"{bad} of {rows} scored rows have NaN or infinite {'/'.join(numeric)}")
+    if out_of_range:
+        problems.append(f"{out_of_range} of {rows} probabilities outside [0, 1]")
+    return {"passed": not problems, "rows_scored": rows, "non_finite_rows": bad,
+            "out_of_range_rows": out_of_range, "problems": problems}

@@ -317,7 +317,14 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
     current, champion_in = _champion_for_gate(store, layout, spec, run_date)
     with training_threads():
         result = models.train(spec, features, calendar, run_date, champion=champion_in)
+        model_bytes = result.model.to_bytes()
+        sanity = models.sanity_check(spec, model_bytes, features, calendar, run_date, spec.publish.chunk_rows)
     decision = registry.decide(result.metrics, current, spec.backtest.champion_min_rows)
+    if not sanity["passed"]:
+        decision = registry.Decision(False, False, "not promoted: broken model: " + "; ".join(sanity["problems"]),
+                                     {**decision.checks, "sanity": sanity})
+    else:
+        decision.checks["sanity"] = sanity
     stats = reference_statistics(result.reference)
     metadata = {
         "version": version, "use_case": spec.name, "kind": spec.kind, "frequency": spec.frequency,
@@ -334,7 +341,7 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
         "reference_statistics": stats,
     }
     card = render(spec, metadata, stats)
-    return registry.register(store, layout, metadata, result.model.to_bytes(), result.reference, card=card)
+    return registry.register(store, layout, metadata, model_bytes, result.reference, card=card)
 
 
 # --- monitor -------------------------------------------------------------------------------------------

@@ -294,6 +294,10 @@ def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: st
             raise ModelNotAvailableError(
                 f"use case {layout.use_case!r}: pinned version {pinned} was trained on data up to "
                 f"{meta['training_window']['end']}, after run date {run_date}; it would leak the future")
+        if not meta["decision"]["eligible"]:
+            raise ModelNotAvailableError(
+                f"use case {layout.use_case!r}: pinned version {pinned} may not serve: "
+                f"{meta['decision']['reason']}")
         return meta
     meta = champion_on(store, layout, run_date)
     if meta is None:
