@@ -266,14 +266,23 @@ def open_warehouse(settings: Settings, *, read_only: bool = False) -> Iterator[_
         with connect(settings.duckdb_path, read_only=read_only) as con:
             yield _DuckBackend(con, str(settings.duckdb_path))
         return
+    import psycopg2
+
     con = _pg_connect(settings)
     try:
         con.set_session(readonly=read_only)
         yield _PgBackend(con, settings.pg.describe())
+    except psycopg2.Error as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise PlatformError(
+            f"Postgres warehouse {settings.pg.describe()} failed mid-transaction: {detail}; the transaction "
+            "was rolled back (nothing partial is kept), so the task can simply be retried") from exc
     finally:
         if not con.closed:
-            con.rollback()
-            con.close()
+            try:
+                con.rollback()
+            finally:
+                con.close()
 
 
 def table_exists(db: _DuckBackend | _PgBackend, schema: str, table: str) -> bool:

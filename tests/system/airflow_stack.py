@@ -84,6 +84,7 @@ class AirflowStack:
     stack_id: str = field(default_factory=lambda: "mlpsys" + secrets.token_hex(4))
     api_port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    canary: str = field(default_factory=lambda: "canary" + secrets.token_hex(12))  # must never be logged
     dbname: str | None = None
     warehouse_db: str | None = None
     bucket: str = ""
@@ -140,6 +141,8 @@ class AirflowStack:
             # one OpenMP thread per fit: two spinning threads per task on 2 shared cores are 10x slower.
             "OMP_NUM_THREADS": "1",
             MARKER: self.stack_id,
+            # A canary secret in a setting the tasks read (the alert notifier's webhook URL).
+            "MLPLATFORM_ALERT_WEBHOOK": f"http://127.0.0.1:9/alerts?token={self.canary}",
         }
         env.pop("MLPLATFORM_DUCKDB_PATH", None)
         return env
