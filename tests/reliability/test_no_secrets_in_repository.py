@@ -20,7 +20,11 @@ PATTERNS = {
     "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
     "private key block": re.compile(r"-----BEGIN (RSA |EC |OPENSSH |DSA |)PRIVATE KEY-----"),
     "AWS secret access key": re.compile(r"aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}\b", re.I),
-    "inline password": re.compile(r"(password|passwd|secret)\s*[:=]\s*['\"][^'\"$\s{<]{8,}['\"]", re.I),
+    # key = "value", key: 'value', "key": "value" (JSON); not an environment variable's NAME as value
+    # (PASSWORD_VAR = "MLPLATFORM_PG_PASSWORD") nor psql's variable interpolation (PASSWORD :'var').
+    "inline password": re.compile(
+        r"(password|passwd|secret)['\"]?\s*(?:=|:(?!'))\s*['\"](?-i:(?![A-Z][A-Z0-9_]+['\"]))[^'\"$\s{<]{8,}['\"]",
+        re.I),
     "credentials in a URL": re.compile(r"://[A-Za-z0-9_.-]+:[^@/\s$'\"{<]{8,}@"),
 }
 
@@ -46,6 +50,9 @@ def test_the_scanner_finds_each_kind_of_secret():
                "postgresql://airflow:" + fake.lower() + "@db/airflow"]
     assert [name for text in samples for _, name in scan(text)] == list(PATTERNS)
     assert scan('password: "${AIRFLOW_ADMIN_PASSWORD}"') == []  # a reference, not a value
+    assert scan('ENV_PG_PASSWORD = "MLPLATFORM_PG_PASSWORD"') == []  # a variable's name
+    assert scan("CREATE ROLE x LOGIN PASSWORD :'airflow_password';") == []  # psql interpolation
+    assert [name for _, name in scan('{"pass' + 'word": "' + fake.lower() + '"}')] == ["inline password"]
 
 
 def test_no_tracked_file_contains_a_credential():
