@@ -243,8 +243,22 @@ def format_summary(summary: dict) -> str:
         *_drift_lines(drift),
         f"retrain         {triggers}",
         _accuracy_line(acc),
+        *_landing_lines(summary.get("landing")),
     ]
     return "\n".join(lines)
+
+
+def _landing_lines(landing: dict | None) -> list[str]:
+    """Delivered files (a files source): what landed, what was quarantined and why, the warnings."""
+    if not landing:
+        return []
+    lines = [f"landing         {landing['files']} file(s), {landing['rows_landed']} rows landed, "
+             f"{landing['rows_quarantined']} quarantined, {len(landing['warnings'])} warning(s)"]
+    for q in landing["quarantine"]:
+        reasons = ", ".join(f"{reason} x{n}" for reason, n in q["reasons"].items())
+        lines.append(f"  quarantined   {q['rows']} row(s) of {q['file']}: {reasons} -> {q['uri']}")
+    lines += [f"  warning       {w}" for w in landing["warnings"][:10]]
+    return lines
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

@@ -48,11 +48,19 @@ def _require_history(spec: UseCaseSpec, run_date: date) -> None:
             "there is no raw data as of that date (run a later date, or move history_start in the spec)")
 
 
-def land_raw(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict:
-    """Land raw source data up to ``run_date`` in the warehouse; days already landed stay untouched."""
+def land_raw(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore | None = None) -> dict:
+    """Land raw source data up to ``run_date`` in the warehouse; days already landed stay untouched.
+
+    A ``files`` source is checked against its contract on the way in (``mlplatform.ingest``): blocking
+    problems stop the run, bad rows are quarantined to ``store``, and the landing report is stored.
+    """
+    _require_history(spec, run_date)
+    if spec.source.type == "files":
+        from mlplatform.ingest import land_files
+
+        return land_files(spec, run_date, settings, store)
     from mlplatform.warehouse import land_source
 
-    _require_history(spec, run_date)
     return land_source(spec, run_date, settings)
 
 
@@ -444,7 +452,7 @@ def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings, store: Ob
         return train_model(spec, run_date, store, actor=actor)
 
     return [
-        ("land_raw", lambda: land_raw(spec, run_date, settings)),
+        ("land_raw", lambda: land_raw(spec, run_date, settings, store)),
         ("build_features", lambda: build_features(spec, run_date, settings, store)),
         ("validate_features", lambda: validate_features(spec, run_date, store)),
         ("monitor_drift", lambda: monitor_drift(spec, run_date, store, pinned)),
@@ -467,4 +475,5 @@ def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
         "drift": manifest["drift"],
         "retrain": _stored(store, f"{layout.lifecycle(run_date)}/{RETRAIN_FILE}"),
         "accuracy": _stored(store, f"{layout.accuracy(run_date)}/{ACCURACY_FILE}"),
+        "landing": _stored(store, f"{spec.name}/landing/run_date={run_date.isoformat()}/report.json"),
     }

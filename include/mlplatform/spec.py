@@ -42,15 +42,65 @@ METRICS_BY_KIND: dict[str, frozenset[str]] = {
 }
 
 
+ColumnType = Literal["date", "string", "integer", "number", "boolean"]
+PREFIX_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}(/[a-z0-9][a-z0-9_-]{0,62}){0,4}$"
+
+
+class FileTableSpec(_Strict):
+    """The contract of one raw table delivered as files: what a delivery must look like.
+
+    Blocking (the run stops, nothing of the batch lands): a file that cannot be read (corrupt, truncated
+    Parquet, wrong encoding or delimiter), a missing or renamed column, a day with no rows. Row-level
+    (the row is quarantined to object storage with its reason, the rest lands): a null or unparseable
+    value in a typed column, a null key, a duplicated key, a value outside ``min``/``max``, a date outside
+    the file's day or after the run date. Warnings (recorded in the landing report, the rows land): an
+    extra column (dropped), extreme outliers, late rows for a day landed earlier.
+    """
+
+    kind: Literal["fact", "dimension"] = Field(
+        description="fact: one folder per day, rows appended; dimension: the latest file replaces the table.")
+    columns: dict[Annotated[str, Field(pattern=IDENT_PATTERN)], ColumnType] = Field(min_length=1)
+    keys: list[Annotated[str, Field(pattern=IDENT_PATTERN)]] = Field(min_length=1)
+    date_column: str | None = Field(default=None, pattern=IDENT_PATTERN,
+                                    description="The business date of a row (fact tables).")
+    format: Literal["csv", "parquet"] = "csv"
+    delimiter: Literal[",", ";", "|", "\t"] = ","
+    encoding: Literal["utf-8", "latin-1", "utf-16"] = "utf-8"
+    min: dict[Annotated[str, Field(pattern=IDENT_PATTERN)], float] = Field(default_factory=dict)
+    max: dict[Annotated[str, Field(pattern=IDENT_PATTERN)], float] = Field(default_factory=dict)
+    outlier_z: float = Field(default=8.0, gt=0, description="Robust z-score above which a value is an outlier (warning).")
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> FileTableSpec:
+        named = [*self.keys, *self.min, *self.max, *([self.date_column] if self.date_column else [])]
+        unknown = sorted({c for c in named if c not in self.columns})
+        if unknown:
+            raise ValueError(f"{unknown} are not among the declared columns {sorted(self.columns)}")
+        if self.kind == "fact" and not self.date_column:
+            raise ValueError("a fact table needs 'date_column'")
+        if self.date_column and self.columns[self.date_column] != "date":
+            raise ValueError(f"date_column {self.date_column!r} must be declared with type 'date'")
+        return self
+
+
+class FilesSourceSpec(_Strict):
+    """Raw data delivered as files under ``<inbox>/<table>/day=YYYY-MM-DD/`` in the platform's bucket."""
+
+    inbox: str = Field(pattern=PREFIX_PATTERN, description="Bucket prefix the deliveries arrive under.")
+    tables: dict[Annotated[str, Field(pattern=IDENT_PATTERN)], FileTableSpec] = Field(min_length=1)
+
+
 class SourceSpec(_Strict):
     """Where raw data comes from.
 
     ``type: generator`` lands a registered, seeded synthetic source (see ``datagen.SOURCES``) day by day;
     ``type: warehouse`` means an external loader (Fivetran, Airbyte, a COPY job...) already fills
-    ``table`` in the warehouse, and ``land_raw`` only checks that it holds rows up to the run date.
+    ``table`` in the warehouse, and ``land_raw`` only checks that it holds rows up to the run date;
+    ``type: files`` means upstream drops CSV/Parquet files into the bucket, which ``land_raw`` checks
+    against the contract in ``files`` and lands (see :class:`FileTableSpec`).
     """
 
-    type: Literal["generator", "warehouse"] = "generator"
+    type: Literal["generator", "warehouse", "files"] = "generator"
     generator: str | None = Field(default=None, pattern=IDENT_PATTERN,
                                   description="Registered synthetic source (type: generator).")
     history_start: date = Field(description="First day of raw history.")
@@ -59,6 +109,7 @@ class SourceSpec(_Strict):
                               description="schema.table loaded by an external tool (type: warehouse).")
     date_column: str | None = Field(default=None, pattern=IDENT_PATTERN,
                                     description="Date column of `table` used for the readiness check.")
+    files: FilesSourceSpec | None = Field(default=None, description="Delivered files and their contract (type: files).")
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SourceSpec:
@@ -66,6 +117,10 @@ class SourceSpec(_Strict):
             raise ValueError("type 'generator' needs 'generator' (the name of a registered synthetic source)")
         if self.type == "warehouse" and not (self.table and self.date_column):
             raise ValueError("type 'warehouse' needs 'table' (schema.table) and 'date_column'")
+        if self.type == "files" and not self.files:
+            raise ValueError("type 'files' needs 'files' (inbox and the tables' contracts)")
+        if self.type == "files" and not any(t.kind == "fact" for t in self.files.tables.values()):
+            raise ValueError("type 'files' needs at least one fact table (kind: fact)")
         return self
 
 

@@ -402,6 +402,9 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
     """
     if spec.source.type == "warehouse":
         return check_external_source(spec, run_date, settings)
+    if spec.source.type != "generator":
+        raise PlatformError(f"{spec.name}: source type {spec.source.type!r} is landed by mlplatform.ingest, "
+                            "not by the generator landing")
     from mlplatform import datagen
 
     source = datagen.get_source(spec.source.generator)

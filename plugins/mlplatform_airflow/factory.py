@@ -131,10 +131,9 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
         @task(pool=WAREHOUSE_POOL)
         def land_raw() -> dict:
             from mlplatform import pipeline as p
-            from mlplatform.settings import load_settings
-            from mlplatform.spec import get_spec
 
-            return p.land_raw(get_spec(name), run_date_from_context(), load_settings())
+            spec_, settings, store = _io(name)
+            return p.land_raw(spec_, run_date_from_context(), settings, store)
 
         @task(pool=WAREHOUSE_POOL)
         def build_features() -> dict:
