@@ -1,5 +1,11 @@
-"""Benchmarks of the ML platform (`make bench`): parse time, stage timings, scale, publishing memory, dbt
-orchestration.
+"""Benchmarks of the ML platform (`make bench`).
+
+Without --sections (what `make bench` runs): the figures of bench/figures.py (dag_parse, scoring_throughput,
+drift, orchestration_overhead, scale, accuracy_wape) into bench/results.json; `--smoke` for tiny sizes,
+`--output PATH` to write elsewhere, `--help` of bench/figures.py for the size flags.
+
+With --sections: the detailed sections below (parse time, stage timings, scale, publishing memory, dbt
+orchestration, thread contention) into bench/results/latest.json and latest.md.
 
 Self-contained: everything lives in a fresh temporary directory (its own SeaweedFS S3 server on free loopback
 ports, its own DuckDB warehouses, its own Airflow home on SQLite), which is removed at the end (--keep keeps
@@ -1078,6 +1084,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Default (`make bench`): the issue-6 figures into bench/results.json (bench/figures.py, which takes
+    --smoke, --output, --figures and the size flags). With --sections: the detailed sections below."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not any(a == "--worker" or a.startswith("--sections") for a in argv):
+        sys.path.insert(0, str(BENCH_DIR))
+        import figures
+
+        return figures.main(argv)
     args = parse_args(argv)
     if args.worker:
         return worker_main(args.worker, args.payload, args.out)

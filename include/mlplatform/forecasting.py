@@ -504,16 +504,44 @@ def build_training_set(
     import pandas as pd
 
     cutoff = to_timestamp(cutoff)
-    history = features.loc[pd.to_datetime(features[spec.features.time_column]) <= cutoff]
-    panel = _Panel(history, spec)
+    time_col = spec.features.time_column
+    time = pd.to_datetime(features[time_col])
+    known = (time <= cutoff).to_numpy()
+    periods = periods_for(spec, time[known], f"features column '{time_col}'")
+    origins = _training_periods(periods.latest(cutoff), spec)
+    if origins.size:  # only the window's origins and the seasons they look back on are read
+        first = periods.ends(np.array([origins.min() - required_history_periods(spec) - 1]))[0]
+        known &= (time > first).to_numpy()
+    panel = _Panel(features.loc[known], spec)
     cutoff_period = panel.periods.latest(cutoff)
-    pos, horizon = _expand(panel, spec, _training_periods(cutoff_period, spec))
-    y = _observed_target(panel, pos, horizon)
-    selected = np.flatnonzero(np.isfinite(y) & (panel.period[pos] + horizon <= cutoff_period))
+    selected, rows = _observed_pairs(panel, spec, _training_periods(cutoff_period, spec), cutoff_period)
     selected = _sample(selected, max_rows, spec.model.random_state)
-    train = _assemble(panel, calendar, spec, pos[selected], horizon[selected])
-    train[Y] = y[selected]
+    horizon_len = spec.forecast.horizon
+    pos, horizon = rows[selected // horizon_len], selected % horizon_len + 1
+    train = _assemble(panel, calendar, spec, pos, horizon)
+    train[Y] = _observed_target(panel, pos, horizon)
     return train
+
+
+def _observed_pairs(
+    panel: _Panel, spec: UseCaseSpec, origins: np.ndarray, cutoff_period: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(flat indices i * H + h - 1 of the usable (origin row i, horizon h) pairs, origin rows).
+
+    Usable: target at t + h observed, uncensored and <= the cutoff. Same order as ``_expand``'s pairs,
+    but tested one horizon at a time, so memory holds one boolean per pair instead of every pair's
+    index arrays (tens of millions of pairs for ten thousand series).
+    """
+    import numpy as np
+
+    rows = panel.origin_rows(origins)
+    horizon_len = spec.forecast.horizon
+    ok = np.zeros((rows.size, horizon_len), dtype=bool)
+    sid, period = panel.sid[rows], panel.period[rows]
+    for h in range(1, horizon_len + 1):
+        target = period + h
+        ok[:, h - 1] = np.isfinite(panel.target_at(sid, target, mask_censored=True)) & (target <= cutoff_period)
+    return np.flatnonzero(ok.ravel()), rows
 
 
 def series_columns(frame: pd.DataFrame, series_keys: list[str]) -> list[str]:

@@ -27,22 +27,46 @@ MANIFEST_SCHEMA_VERSION = 1
 
 
 def _stamp(chunk: pd.DataFrame, stamp: dict) -> pd.DataFrame:
-    """Add the lineage columns to every row (use case, run date, model version)."""
-    out = chunk.copy()
-    for column, value in stamp.items():
-        out[column] = value
-    return out[list(stamp) + [c for c in chunk.columns if c not in stamp]]
+    """Add the lineage columns to every row (use case, run date, model version), lineage columns first.
+
+    Built column by column (no copy of the chunk's own columns): the chunk is only read.
+    """
+    import pandas as pd
+
+    columns = {column: pd.Series([value] * len(chunk), index=chunk.index, dtype=object if isinstance(value, str)
+                                 else None) for column, value in stamp.items()}
+    columns.update({c: chunk[c] for c in chunk.columns if c not in stamp})
+    return pd.DataFrame(columns, index=chunk.index)
+
+
+def _write_part(store: ObjectStore, prefix: str, index: int, chunk: pd.DataFrame, stamp: dict) -> dict:
+    data = frame_to_parquet(_stamp(chunk, stamp))
+    digest = sha256_hex(data)
+    key = f"{prefix}/part-{index:05d}-{digest[:10]}.parquet"
+    store.put_bytes(key, data)
+    return {"key": key, "rows": len(chunk), "bytes": len(data), "sha256": digest}
 
 
 def write_parts(store: ObjectStore, prefix: str, chunks: Iterable[pd.DataFrame], stamp: dict) -> list[dict]:
-    """Write each chunk as its own Parquet object; memory holds one chunk at a time."""
-    files = []
-    for index, chunk in enumerate(chunks):
-        data = frame_to_parquet(_stamp(chunk, stamp))
-        digest = sha256_hex(data)
-        key = f"{prefix}/part-{index:05d}-{digest[:10]}.parquet"
-        store.put_bytes(key, data)
-        files.append({"key": key, "rows": len(chunk), "bytes": len(data), "sha256": digest})
+    """Write each chunk as its own Parquet object; memory holds at most two chunks at a time.
+
+    Encoding and uploading part i runs on one background thread while the producer (scoring) makes
+    chunk i + 1: Parquet encoding, hashing and the upload release the GIL, so on two cores the I/O
+    hides behind the model's predictions. Parts keep their order and names; an error in either the
+    producer or an upload stops the loop and propagates (no manifest is written then).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    files: list[dict] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as pool:
+        pending = None
+        for index, chunk in enumerate(chunks):
+            future = pool.submit(_write_part, store, prefix, index, chunk, stamp)
+            if pending is not None:
+                files.append(pending.result())
+            pending = future
+        if pending is not None:
+            files.append(pending.result())
     return files
 
 

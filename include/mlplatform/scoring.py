@@ -29,6 +29,7 @@ from mlplatform.forecasting import (
 from mlplatform.spec import UseCaseSpec
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -41,8 +42,12 @@ def _origin_label(run_date: pd.Timestamp, origin: pd.Timestamp) -> str:
 
 def _scoring_history(
     features: pd.DataFrame, spec: UseCaseSpec, periods: Periods, run_date: pd.Timestamp, origin: pd.Timestamp
-) -> pd.DataFrame:
-    """Recent rows of the series present at the origin, sorted by series so blocks are contiguous slices.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recent rows of the series present at the origin: (row positions in ``features``, series codes).
+
+    Positions are sorted by series keys then time (stable), codes number the series 0.. in that order,
+    so each block of series is a contiguous slice; only positions are held, never a copy of the history,
+    so memory beyond the input stays one block however many series are scored.
 
     Raises DataQualityError when the origin has no feature rows: publishing a forecast for "nobody"
     would silently replace the previous publication with an empty one.
@@ -52,8 +57,8 @@ def _scoring_history(
 
     f = spec.features
     time = pd.to_datetime(features[f.time_column])
-    at_origin = features.loc[time == origin, f.series_keys].drop_duplicates()
-    if at_origin.empty:
+    at_origin = (time == origin).to_numpy()
+    if not at_origin.any():
         latest = time.max().date() if len(time) else None
         raise DataQualityError(
             f"no feature rows for {_origin_label(run_date, origin)} (latest feature date: {latest}); "
@@ -61,9 +66,16 @@ def _scoring_history(
         )
     first = periods.latest(origin) - required_history_periods(spec)
     start = periods.ends(np.array([first]))[0]
-    recent = features.loc[(time >= start) & (time <= origin)].assign(**{f.time_column: time})
-    recent = recent.merge(at_origin, on=f.series_keys, how="inner")
-    return recent.sort_values([*f.series_keys, f.time_column], kind="stable").reset_index(drop=True)
+    rows = np.flatnonzero(((time >= start) & (time <= origin)).to_numpy())
+    keys = features[f.series_keys].iloc[rows]
+    codes = keys.groupby(f.series_keys, sort=True, dropna=False).ngroup().to_numpy(np.int64)
+    present = np.zeros(int(codes.max()) + 1, dtype=bool)
+    present[codes[at_origin[rows]]] = True
+    keep = present[codes]
+    rows, codes = rows[keep], codes[keep]
+    order = np.lexsort((time.to_numpy()[rows], codes))  # stable: by series, then time
+    rows, codes = rows[order], codes[order]
+    return rows, np.unique(codes, return_inverse=True)[1].reshape(-1)
 
 
 def _check_calendar(
@@ -103,8 +115,13 @@ def _format(predictions: pd.DataFrame, model: QuantileForecaster, spec: UseCaseS
         HORIZON,
         *model.quantile_columns,
     ]
+    import numpy as np
+    import pandas as pd
+
     out = predictions[cols].copy()
-    out[TARGET_DATE] = out[TARGET_DATE].dt.date
+    # datetime -> date objects, converted once per distinct date (a block has H of them), not per row
+    codes, uniques = pd.factorize(out[TARGET_DATE])
+    out[TARGET_DATE] = np.array([d.date() for d in uniques] + [None], dtype=object)[codes]
     out[HORIZON] = out[HORIZON].astype("int64")
     return out
 
@@ -133,14 +150,15 @@ def forecast_chunks(
     time_col = spec.features.time_column
     periods = periods_for(spec, features[time_col], f"features column '{time_col}'")
     origin = periods.origin(run_date)
-    history = _scoring_history(features, spec, periods, run_date, origin)
+    import pandas as pd
+
+    rows, codes = _scoring_history(features, spec, periods, run_date, origin)
     _check_calendar(calendar, spec, periods, run_date, origin)
-    keys = spec.features.series_keys
-    codes = history.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()  # ascending: sorted input
     per_block = max(1, chunk_rows // spec.forecast.horizon)
     for first in range(0, int(codes.max()) + 1, per_block):
         lo, hi = np.searchsorted(codes, [first, first + per_block])
-        block = history.iloc[lo:hi]
+        block = features.iloc[rows[lo:hi]].reset_index(drop=True)
+        block[time_col] = pd.to_datetime(block[time_col])
         predictions = model.predict(make_supervised(block, calendar, spec, [origin], with_target=False))
         out = _format(predictions, model, spec)
         for start in range(0, len(out), chunk_rows):

@@ -28,6 +28,7 @@ from mlplatform.forecasting import (
     make_supervised,
     periods_for,
     require_columns,
+    required_history_periods,
     seasonal_naive,
     to_timestamp,
 )
@@ -91,6 +92,8 @@ def _prepare(features: pd.DataFrame, spec: UseCaseSpec, run_date: pd.Timestamp) 
             f"features contain {int(future.sum())} row(s) dated after run_date {run_date.date()} "
             f"(latest {time.max().date()}); training must never see data after the run date"
         )
+    if features[time_col].dtype == time.dtype:  # already datetimes: no copy of the whole frame
+        return features
     return features.assign(**{time_col: time})
 
 
@@ -129,14 +132,37 @@ def _actuals(features: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
 def series_scales(history: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
     """Per-series MASE scale: mean |y(p) - y(p - m)| over the history (censored periods left out).
 
-    m is the season length in periods. Computed by a merge on period numbers shifted by m (no
-    assumption that periods are contiguous rows). Series with no valid pair get NaN and are left out
-    of MASE.
+    m is the season length in periods. Pairs are found by a lookup on (series, period number) shifted by
+    m (no assumption that periods are contiguous rows). Series with no valid pair get NaN and are left
+    out of MASE.
     """
+    import numpy as np
+    import pandas as pd
+
     f = spec.features
+    keys = list(f.series_keys)
     what = f"features column '{f.time_column}'"
     y = _actuals(history, spec)
-    y = y.assign(**{PERIOD: periods_for(spec, y[TARGET_DATE], what).numbers(y[TARGET_DATE], what)})
+    period = periods_for(spec, y[TARGET_DATE], what).numbers(y[TARGET_DATE], what)
+    codes = y.groupby(keys, sort=True, dropna=False).ngroup().to_numpy(np.int64)
+    low = int(period.min()) if len(period) else 0
+    span = int(period.max()) - low + 1 if len(period) else 1
+    index = pd.Index(codes * span + (period - low))
+    if not index.is_unique:  # duplicate rows: pair every duplicate, as a join would
+        return _series_scales_by_merge(y.assign(**{PERIOD: period}), spec)
+    lag = period - spec.backtest.season_length
+    lag_pos = np.full(len(y), -1, dtype=np.int64)
+    inside = lag >= low
+    lag_pos[inside] = index.get_indexer(codes[inside] * span + (lag[inside] - low))
+    paired = np.flatnonzero(lag_pos >= 0)
+    actual = y[ACTUAL].to_numpy()
+    pairs = y[keys].iloc[paired].reset_index(drop=True)
+    pairs[SCALE] = np.abs(actual[paired] - actual[lag_pos[paired]])
+    return pairs.groupby(keys, as_index=False, dropna=False)[SCALE].mean()
+
+
+def _series_scales_by_merge(y: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
+    f = spec.features
     y = y[[*f.series_keys, PERIOD, ACTUAL]]
     lagged = y.assign(**{PERIOD: y[PERIOD] + spec.backtest.season_length})
     pairs = y.merge(lagged, on=[*f.series_keys, PERIOD], suffixes=("", "_lag"))
@@ -144,13 +170,43 @@ def series_scales(history: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
     return pairs.groupby(f.series_keys, as_index=False, dropna=False)[SCALE].mean()
 
 
+def _recent(history: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> pd.DataFrame:
+    """Rows of the periods a forecast from ``origin`` looks back on (``required_history_periods``) up to it.
+
+    Everything ``make_supervised`` and ``seasonal_naive`` read for one origin: the same output as from
+    the whole history, without indexing years of rows per fold.
+    """
+    import numpy as np
+    import pandas as pd
+
+    time_col = spec.features.time_column
+    time = pd.to_datetime(history[time_col])
+    periods = periods_for(spec, time, f"features column '{time_col}'")
+    latest = periods.latest(origin)
+    first = periods.ends(np.array([latest - required_history_periods(spec) - 1]))[0]
+    return history.loc[((time > first) & (time <= to_timestamp(origin))).to_numpy()]
+
+
 def _evaluation_rows(
-    predictions: pd.DataFrame, features: pd.DataFrame, history: pd.DataFrame, spec: UseCaseSpec, origin: Any
+    predictions: pd.DataFrame, features: pd.DataFrame, history: pd.DataFrame, spec: UseCaseSpec, origin: Any,
+    recent: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Forecast rows joined with actuals, baseline and series scale; rows lacking an actual or a baseline go."""
+    """Forecast rows joined with actuals, baseline and series scale; rows lacking an actual or a baseline go.
+
+    ``history`` (rows up to the origin) needs only the series keys, time, target and censored flag;
+    ``recent`` (default: from ``history``) the full feature columns of the origin's look-back window.
+    """
+    import pandas as pd
+
     keys = spec.features.series_keys
     p50 = quantile_column(0.5)
-    base = seasonal_naive(history, spec, origin)[[*keys, TARGET_DATE, p50]].rename(columns={p50: BASELINE})
+    time = features[spec.features.time_column]
+    if len(predictions):  # only the forecast rows' target dates are joined: no copy of the whole history
+        targets = pd.to_datetime(predictions[TARGET_DATE])
+        features = features.loc[((time >= targets.min()) & (time <= targets.max())).to_numpy()]
+    recent = _recent(history, spec, origin) if recent is None else recent
+    base = seasonal_naive(recent, spec, origin)[[*keys, TARGET_DATE, p50]]
+    base = base.rename(columns={p50: BASELINE})
     rows = predictions.merge(base, on=[*keys, TARGET_DATE]).merge(
         _actuals(features, spec), on=[*keys, TARGET_DATE]
     )
@@ -300,15 +356,21 @@ def _run_fold(
     differ only by the model; its p50 is kept in the rows as ``champion``. Returns (fold metrics,
     evaluation rows, champion error or None).
     """
-    history = features.loc[features[spec.features.time_column] <= origin]
-    first = features[spec.features.time_column].min() if len(features) else None
-    model, n_train = _fit_fold_model(history, calendar, spec, origin, max_rows, first)
-    supervised = make_supervised(history, calendar, spec, [origin], with_target=False)
+    f = spec.features
+    time = features[f.time_column]
+    first = time.min() if len(features) else None
+    # build_training_set drops rows after the origin itself; the scales need only these columns
+    model, n_train = _fit_fold_model(features, calendar, spec, origin, max_rows, first)
+    flag = [f.censored_flag] if f.censored_flag else []
+    needed = list(dict.fromkeys([*f.series_keys, f.time_column, f.target, *flag]))
+    history = features.loc[(time <= origin).to_numpy(), needed]
+    recent = _recent(features, spec, origin)
+    supervised = make_supervised(recent, calendar, spec, [origin], with_target=False)
     predictions = model.predict(supervised)
     error = None
     if champion is not None:
         predictions[CHAMPION], error = _champion_p50(champion, supervised, spec)
-    rows = _evaluation_rows(predictions, features, history, spec, origin)
+    rows = _evaluation_rows(predictions, features, history, spec, origin, recent)
     fold = {"origin": origin.date().isoformat(), "n_training_rows": n_train, **_scores(rows, spec)}
     return fold, rows, error
 
