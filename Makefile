@@ -119,7 +119,7 @@ lint: install ## ruff (with complexity limit) and sqlfluff
 	$(BIN)/ruff check include plugins dags tests bench
 	$(BIN)/sqlfluff lint dbt_project/models
 
-bench: install ## benchmarks (pipeline stage timings, parse time, publishing memory)
+bench: install ## the six benchmark figures -> bench/results.json + bench/results.md (takes ~25 min; --smoke: tiny)
 	$(BIN)/python bench/run_benchmarks.py
 
 clean: down ## remove local state (.local, .airflow); keeps .venv
