@@ -59,14 +59,19 @@ def write_parts(store: ObjectStore, prefix: str, chunks: Iterable[pd.DataFrame],
 
     files: list[dict] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as pool:
-        pending = None
-        for index, chunk in enumerate(chunks):
-            future = pool.submit(_write_part, store, prefix, index, chunk, stamp)
+        pending, future = None, None
+        try:
+            for index, chunk in enumerate(chunks):
+                future = pool.submit(_write_part, store, prefix, index, chunk, stamp)
+                if pending is not None:
+                    files.append(pending.result())
+                pending = future
             if pending is not None:
                 files.append(pending.result())
-            pending = future
-        if pending is not None:
-            files.append(pending.result())
+        except BaseException:
+            if future is not None:
+                future.cancel()  # a failed upload stops the queue: no more writes to a store that failed
+            raise
     return files
 
 

@@ -117,7 +117,9 @@ def test_s3_stopping_mid_publication_leaves_the_old_manifest_and_the_retry_publi
     faulty = _StopsServerAfterParts(_short_timeout_client(server), store.bucket, server, parts_before_fault=2)
     with rs.single_openmp_thread(), pytest.raises(Exception, match=server.endpoint_url.split("//")[1]):
         pipeline.score_and_publish(spec, day, faulty)
-    assert faulty.parts == 3 and server.process is None  # the server really went away mid-publication
+    # The server really went away mid-publication. Parts are uploaded on a background thread while the
+    # next chunk scores, so the part queued behind the failed one may still be attempted (3 or 4 tries).
+    assert faulty.parts in (3, 4) and server.process is None
 
     server.start(timeout=90)  # S3 is back (same data directory and ports)
     _assert_old_publication_stands(store, prefix, old_manifest, old_rows)
