@@ -16,7 +16,9 @@ table's contract (``spec.FileTableSpec``), with three outcomes per problem:
 Delivered files are never modified or deleted. Everything is decided before anything is written, then
 quarantine objects are written, then the good rows land in one warehouse transaction together with the
 record of the ingested files, and the landing report goes to ``<uc>/landing/run_date=D/report.json``.
-A rerun for the same date finds every file ingested and lands nothing.
+A rerun for the same date finds every file ingested and lands nothing. A delivered file is immutable
+once ingested (it is recognised by its key): corrections come as a new file, whose rows for keys
+already landed are quarantined as re-deliveries.
 """
 
 from __future__ import annotations
