@@ -397,27 +397,15 @@ def _land(db: Any, spec: UseCaseSpec, run_date: date, checks: list[FileCheck]) -
 
 def land_files(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore | None) -> dict[str, Any]:
     """Check and land every new delivery up to ``run_date``; the landing report (also stored in S3)."""
-    from mlplatform.warehouse import _ensure_raw_tables, open_warehouse
+    from mlplatform.warehouse import landing_transaction
 
     if store is None:
         raise PlatformError(f"{spec.name}: a files source needs the object store its deliveries are in")
-    with open_warehouse(settings) as db:
-        db.begin()
-        db.lock("raw-ddl")
-        _ensure_raw_tables(db)
-        db.execute(INGESTED_DDL)
-        db.commit()
-        db.begin()
-        try:
-            db.lock(f"land.files.{spec.source.files.inbox}")
-            checks = _plan(spec, run_date, store, db)
-            warnings = [w for c in checks for w in c.warnings] + _late_warnings(checks, spec, run_date, db, store)
-            quarantine = _write_quarantine(spec, run_date, store, checks)
-            rows = _land(db, spec, run_date, checks)
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
+    with landing_transaction(settings, f"land.files.{spec.source.files.inbox}", (INGESTED_DDL,)) as db:
+        checks = _plan(spec, run_date, store, db)
+        warnings = [w for c in checks for w in c.warnings] + _late_warnings(checks, spec, run_date, db, store)
+        quarantine = _write_quarantine(spec, run_date, store, checks)
+        rows = _land(db, spec, run_date, checks)
     report = {"use_case": spec.name, "run_date": run_date.isoformat(), "files": len(checks),
               "rows_landed": sum(rows.values()), "rows_by_table": rows,
               "rows_quarantined": sum(q["rows"] for q in quarantine), "quarantine": quarantine,

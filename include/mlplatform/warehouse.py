@@ -392,6 +392,32 @@ def _record_landed(db: _DuckBackend | _PgBackend, source: str, table: str, date_
         db.execute(f"insert into {LANDED_TABLE} values (?, ?, ?)", [source, day, counts.get(day, 0)])
 
 
+@contextmanager
+def landing_transaction(settings: Settings, lock: str,
+                        extra_ddl: tuple[str, ...] = ()) -> Iterator[_DuckBackend | _PgBackend]:
+    """The raw schema and control tables (committed on their own, under a DDL lock), then one
+    transaction holding the writer lock ``lock``: committed if the block succeeds, rolled back if not.
+
+    Why two steps: concurrent ``create ... if not exists`` races in Postgres, and a landing must be all
+    or nothing, so the DDL is serialised and committed first and the landing itself stays atomic.
+    """
+    with open_warehouse(settings) as db:
+        db.begin()
+        db.lock("raw-ddl")
+        _ensure_raw_tables(db)
+        for ddl in extra_ddl:
+            db.execute(ddl)
+        db.commit()
+        db.begin()
+        try:
+            db.lock(lock)
+            yield db
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+
 def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
     """Make raw history complete from ``spec.source.history_start`` through ``run_date``.
 
@@ -410,27 +436,16 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
     source = datagen.get_source(spec.source.generator)
     table, date_column = source.primary
     rows = 0
-    with open_warehouse(settings) as db:
-        db.begin()
-        db.lock("raw-ddl")
-        _ensure_raw_tables(db)
-        db.commit()
-        db.begin()
-        try:
-            db.lock(f"land.{spec.source.generator}")
-            _check_params(db, spec)
-            _replace_dimensions(db, datagen.dimension_tables(spec.source))
-            landed = _landed_days(db, spec.source.generator, table, date_column,
-                                  spec.source.history_start, run_date)
-            missing = _missing_days(landed, spec.source.history_start, run_date)
-            for lo, hi in _runs(missing, LAND_CHUNK_DAYS):
-                for chunk in datagen.fact_chunks(spec.source, lo, hi, LAND_CHUNK_DAYS):
-                    rows += sum(_insert_facts(db, t, frame) for t, frame in chunk.items())
-                _record_landed(db, spec.source.generator, table, date_column, lo, hi)
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
+    with landing_transaction(settings, f"land.{spec.source.generator}") as db:
+        _check_params(db, spec)
+        _replace_dimensions(db, datagen.dimension_tables(spec.source))
+        landed = _landed_days(db, spec.source.generator, table, date_column,
+                              spec.source.history_start, run_date)
+        missing = _missing_days(landed, spec.source.history_start, run_date)
+        for lo, hi in _runs(missing, LAND_CHUNK_DAYS):
+            for chunk in datagen.fact_chunks(spec.source, lo, hi, LAND_CHUNK_DAYS):
+                rows += sum(_insert_facts(db, t, frame) for t, frame in chunk.items())
+            _record_landed(db, spec.source.generator, table, date_column, lo, hi)
     return {"rows_landed": rows, "days_landed": len(missing),
             "first_missing": missing[0].isoformat() if missing else None,
             "last_day": run_date.isoformat(), "table": f"{C.RAW_SCHEMA}.{table}",
