@@ -267,6 +267,101 @@ class PublishSpec(_Strict):
     rollups: list[RollupSpec] = Field(default_factory=list, description="Consumer tables built per partition.")
 
 
+class ApprovalSpec(_Strict):
+    """Human sign-off of promotions (regulated use cases).
+
+    ``mode: required``: a challenger that passes the automatic gate is registered, then waits in the Airflow
+    UI (the standard provider's ``ApprovalOperator``) until a person approves it (promoted) or rejects it, or
+    the request times out (both leave the champion in place). The decision goes to the audit log. A spec
+    may say just ``approval: required``.
+    """
+
+    mode: Literal["none", "required"] = "none"
+    timeout_hours: float = Field(default=72.0, gt=0, le=24 * 30,
+                                 description="Unanswered this long: the request times out and the champion stays.")
+    approvers: list[str] = Field(default_factory=list,
+                                 description="Airflow user names allowed to answer; empty = any user with access.")
+
+    @property
+    def required(self) -> bool:
+        return self.mode == "required"
+
+
+class FairnessSpec(_Strict):
+    """Group fairness of a classification model over sensitive attributes (fairlearn).
+
+    Training computes selection rate, TPR and FPR per group and the demographic parity and equalized odds
+    differences on the backtest rows; a difference above its threshold blocks promotion. Monitoring reports
+    the same per group on realised outcomes. The attributes are used for measurement only (never as model
+    inputs) unless ``use_as_features`` is true.
+    """
+
+    sensitive_attributes: list[Annotated[str, Field(pattern=IDENT_PATTERN)]] = Field(
+        default_factory=list, description="Columns of the features mart that define the groups.")
+    max_demographic_parity_difference: float | None = Field(default=0.1, ge=0.0, le=1.0)
+    max_equalized_odds_difference: float | None = Field(default=0.1, ge=0.0, le=1.0)
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0,
+                             description="Probability at or above which a row counts as selected (positive).")
+    min_group_rows: int = Field(default=50, ge=1, description="Groups with fewer rows are reported, not gated.")
+    use_as_features: bool = False
+
+
+class FreshnessThreshold(_Strict):
+    warn_after_days: int | None = Field(default=None, ge=0,
+                                        description="Newest row older than this (days before the run date): warn.")
+    error_after_days: int | None = Field(default=None, ge=0,
+                                         description="Newest row older than this: error (see on_error).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreshnessThreshold:
+        if self.warn_after_days is None and self.error_after_days is None:
+            raise ValueError("give warn_after_days, error_after_days or both")
+        if (self.warn_after_days is not None and self.error_after_days is not None
+                and self.warn_after_days > self.error_after_days):
+            raise ValueError("warn_after_days must not exceed error_after_days")
+        return self
+
+
+class FreshnessSpec(_Strict):
+    """dbt source freshness of the raw tables, judged as of the run date (so backfills judge the past).
+
+    ``on_error: block`` stops the run before scoring when a source is past its error threshold;
+    ``publish_stale`` scores and publishes with ``stale: true`` in the manifest. Warnings never fail a run.
+    """
+
+    sources: dict[Annotated[str, Field(pattern=IDENT_PATTERN)], FreshnessThreshold] = Field(
+        default_factory=dict, description="Raw table name -> thresholds.")
+    on_error: Literal["block", "publish_stale"] = "block"
+
+
+class RetentionSpec(_Strict):
+    """How long each kind of object is kept; null keeps it forever. Applied by the maintenance DAG, which
+    never removes anything a published partition or a current alias references."""
+
+    raw_days: int | None = Field(default=None, ge=1, description="Landed raw days in the warehouse and delivered files.")
+    quarantine_days: int | None = Field(default=None, ge=1)
+    reports_days: int | None = Field(default=None, ge=1,
+                                     description="Landing, validation, drift, accuracy and lifecycle reports.")
+    model_versions_keep: int | None = Field(default=None, ge=1,
+                                            description="Unreferenced model versions kept (newest first).")
+
+
+class PrivacySpec(_Strict):
+    """Columns holding personal data: they never reach reports, logs or model cards."""
+
+    pii_columns: list[Annotated[str, Field(pattern=IDENT_PATTERN)]] = Field(default_factory=list)
+
+
+def _approval_shorthand(value: Any) -> Any:
+    """``approval: required`` / ``approval: none`` are shorthands for ``{mode: ...}``."""
+    return {"mode": value} if isinstance(value, str) else value
+
+
+# Governance sections that do not change what a model learns: left out of the spec fingerprint while
+# they hold their defaults, so adding them does not re-version existing models.
+_GOVERNANCE_SECTIONS = ("approval", "fairness", "freshness", "retention", "privacy")
+
+
 class UseCaseSpec(_Strict):
     spec_version: Literal[1] = 1
     name: str = Field(pattern=NAME_PATTERN)
@@ -293,6 +388,16 @@ class UseCaseSpec(_Strict):
     accuracy: AccuracySpec = AccuracySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     publish: PublishSpec = PublishSpec()
+    approval: ApprovalSpec = ApprovalSpec()
+    fairness: FairnessSpec = FairnessSpec()
+    freshness: FreshnessSpec = FreshnessSpec()
+    retention: RetentionSpec = RetentionSpec()
+    privacy: PrivacySpec = PrivacySpec()
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _approval_str(cls, v: Any) -> Any:
+        return _approval_shorthand(v)
 
     @model_validator(mode="after")
     def _sections_for_kind(self) -> UseCaseSpec:
@@ -315,7 +420,23 @@ class UseCaseSpec(_Strict):
             if unknown:
                 raise ValueError(f"publish.rollups '{rollup.name}': group_by {sorted(unknown)} are not "
                                  f"series_keys {self.features.series_keys}")
+        self._check_governance()
         return self
+
+    def _check_governance(self) -> None:
+        f = self.features
+        model_inputs = {*f.numeric, *f.categorical}
+        if self.fairness.sensitive_attributes:
+            if self.kind != "classification":
+                raise ValueError("fairness.sensitive_attributes applies to kind 'classification' only")
+            used = sorted(set(self.fairness.sensitive_attributes) & model_inputs)
+            if used and not self.fairness.use_as_features:
+                raise ValueError(f"fairness: sensitive attributes {used} are model features; remove them from "
+                                 "features or set fairness.use_as_features: true")
+        leaked = sorted(set(self.privacy.pii_columns) & {*model_inputs, *f.series_keys, f.target, f.time_column})
+        if leaked:
+            raise ValueError(f"privacy.pii_columns {leaked} are model features, keys or the target: personal data "
+                             "must not drive or identify published outputs")
 
     @property
     def gate_metric(self) -> str:
@@ -342,7 +463,12 @@ class UseCaseSpec(_Strict):
 
     def fingerprint(self) -> str:
         """Stable hash of the full spec: part of every model version's identity."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        defaults = {name: type(getattr(self, name))().model_dump(mode="json") for name in _GOVERNANCE_SECTIONS}
+        for name in _GOVERNANCE_SECTIONS:
+            if data[name] == defaults[name]:
+                del data[name]
+        payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
