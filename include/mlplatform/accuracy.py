@@ -108,6 +108,51 @@ def assess(rows: pd.DataFrame, spec: UseCaseSpec, serving: dict | None) -> dict[
     return out
 
 
+def _sensitive_attributes(features: pd.DataFrame, spec: UseCaseSpec) -> pd.DataFrame:
+    """The fairness section's attributes per (entity, observation date), from the features snapshot.
+
+    Why from the snapshot: published files carry scores only; sensitive attributes never go into them,
+    so monitoring joins them back from the run's own features.
+    """
+    from mlplatform.errors import DataQualityError
+
+    f, attributes = spec.features, spec.fairness.sensitive_attributes
+    missing = [a for a in attributes if a not in features.columns]
+    if missing:
+        raise DataQualityError(f"{spec.name}: fairness.sensitive_attributes {missing} are not columns of the "
+                               "features snapshot; add them to the features mart")
+    out = features[[*f.series_keys, f.time_column, *attributes]].rename(columns={f.time_column: OBSERVATION_DATE})
+    out[OBSERVATION_DATE] = out[OBSERVATION_DATE].astype("datetime64[ns]").dt.normalize()
+    return out.drop_duplicates([*f.series_keys, OBSERVATION_DATE])
+
+
+def realised_fairness(rows: pd.DataFrame, features: pd.DataFrame, spec: UseCaseSpec) -> dict[str, Any] | None:
+    """Group fairness of published scores on their realised outcomes; None unless the spec asks for it.
+
+    ``rows`` are published rows joined to their actuals (``join_actuals``, with PUBLISHED_RUN_DATE). A
+    review is scored again by every run in its lookback, so each (entity, observation date) counts once,
+    with the score of its latest publication: counting repeats would weight long-scored rows more and
+    break the minimum group size. The verdict uses the same limits as the training gate, for reference.
+    """
+    import pandas as pd
+
+    from mlplatform import fairness
+
+    if spec.kind != "classification" or not spec.fairness.sensitive_attributes:
+        return None
+    attributes = spec.fairness.sensitive_attributes
+    keys = [*spec.features.series_keys, OBSERVATION_DATE]
+    groups = _sensitive_attributes(features, spec)
+    if not len(rows):
+        empty = pd.DataFrame({a: pd.Series(dtype=object) for a in attributes})
+        return {**fairness.assess([], [], empty, spec.fairness), "model_versions": []}
+    latest = rows.sort_values(PUBLISHED_RUN_DATE, kind="stable").drop_duplicates(keys, keep="last")
+    joined = latest.drop(columns=[a for a in attributes if a in latest.columns]).merge(groups, on=keys, how="left")
+    report = fairness.assess(joined[ACTUAL], joined["probability"], joined[attributes], spec.fairness)
+    versions = sorted(map(str, joined["model_version"].unique())) if "model_version" in joined else []
+    return {**report, "model_versions": versions}
+
+
 def lookback_dates(published: list[date], run_date: date, lookback_days: int) -> list[date]:
     """Published run dates before ``run_date`` within the lookback (what is re-scored today)."""
     first = run_date - timedelta(days=lookback_days)

@@ -69,6 +69,52 @@ def _champion_section(metrics: dict) -> list[str]:
             f"(improvement {_cell(cmp.get('improvement'))}, required {cmp.get('margin')})."]
 
 
+def _rate(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _fairness_groups(block: dict) -> list[str]:
+    rows = ["| group | rows | positives | selection rate | TPR | FPR | gated |", "|---|---|---|---|---|---|---|"]
+    for group, g in block.get("groups", {}).items():
+        rows.append(f"| {group} | {g['rows']} | {g['positives']} | {_rate(g['selection_rate'])} | "
+                    f"{_rate(g['tpr'])} | {_rate(g['fpr'])} | {'yes' if g['gated'] else 'no (too few rows)'} |")
+    return rows
+
+
+def _fairness_limits(numbers: dict) -> list[str]:
+    lines = []
+    for key, limit_key, label in (
+            ("demographic_parity_difference", "max_demographic_parity_difference", "Demographic parity difference"),
+            ("equalized_odds_difference", "max_equalized_odds_difference", "Equalized odds difference")):
+        value, limit = numbers.get(key), numbers.get(limit_key)
+        verdict = ("not gated" if limit is None else "not measurable (too few large groups)" if value is None
+                   else "pass" if value <= limit else "FAIL")
+        lines.append(f"- {label}: {_rate(value)} (max {_rate(limit)}): {verdict}")
+    return lines
+
+
+def _fairness_section(metrics: dict) -> list[str]:
+    """Per-group rates and the two differences against the spec's limits, when the spec asks for them.
+
+    Why in the card: a reviewer deciding whether a model may serve should see how it treats each group
+    next to how accurate it is, with the same numbers the promotion gate used.
+    """
+    fair = metrics.get("fairness")
+    if not fair:
+        return []
+    verdict = fair.get("check") or {}
+    use = "model inputs as well" if fair.get("use_as_features") else "measurement only, not model inputs"
+    lines = ["## Fairness",
+             f"Backtest rows with a known outcome: {fair.get('n_rows')}; a row counts as selected when its "
+             f"probability is >= {fair.get('threshold')}; groups with fewer than {fair.get('min_group_rows')} "
+             f"rows are reported but not gated. Sensitive attributes: {use}.", ""]
+    for attribute, block in fair.get("attributes", {}).items():
+        lines += [f"### {attribute}", *_fairness_groups(block), "",
+                  *_fairness_limits((verdict.get("differences") or {}).get(attribute, {})), ""]
+    lines += [f"**Fairness check: {'passed' if verdict.get('passed') else 'FAILED'}** ({verdict.get('detail')})", ""]
+    return lines
+
+
 def _stats_rows(stats: dict[str, dict[str, Any]]) -> list[str]:
     rows = ["| column | count | nulls | summary |", "|---|---|---|---|"]
     for col, s in stats.items():
@@ -113,6 +159,7 @@ def render(spec: UseCaseSpec, metadata: dict, stats: dict[str, dict[str, Any]]) 
         "",
         *_champion_section(m),
         "",
+        *_fairness_section(m),
         "## Drift reference statistics",
         *_stats_rows(stats),
         "",

@@ -104,18 +104,38 @@ def _champion_check(metrics: dict, champion: dict | None, min_rows: int) -> dict
             "n_eval_rows": cmp.get("n_eval_rows"), "detail": cmp.get("error")}
 
 
+def _fairness_check(metrics: dict) -> dict | None:
+    """The fairness verdict training recorded with the metrics (``mlplatform.fairness.check``), or None
+    when the spec declares no sensitive attributes. Training computes it because only the spec knows the
+    thresholds; a report without a verdict fails closed rather than promoting unmeasured."""
+    fairness = metrics.get("fairness")
+    if not fairness:
+        return None
+    verdict = fairness.get("check")
+    if not isinstance(verdict, dict):
+        return {"passed": False, "detail": "the fairness report carries no verdict (check)"}
+    return {**verdict, "passed": bool(verdict.get("passed"))}
+
+
 def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1) -> Decision:
     """Promotion gate: beat the baseline by ``min_improvement`` AND the serving champion by
     ``champion_margin`` on the same backtest window (rows neither model had seen, at least
-    ``champion_min_rows`` of them). Otherwise the version stays registered (as challenger) and the reason
-    says which check failed, with the numbers."""
+    ``champion_min_rows`` of them) AND, when the spec declares sensitive attributes, stay within its
+    fairness limits. Otherwise the version stays registered (as challenger) and the reason says which
+    check failed, with the numbers. A fairness breach also makes the version ineligible: an operator
+    must not be able to pin or roll back to a model the spec's fairness limits refuse."""
     base, champ = _baseline_check(metrics), _champion_check(metrics, champion, champion_min_rows)
     checks = {"baseline": base, "champion": champ}
+    fair = _fairness_check(metrics)
+    if fair is not None:
+        checks["fairness"] = fair
     name = base["metric"]
     if not base["passed"]:
         return Decision(False, False, (
             f"not promoted: backtest {name} {_fmt(base['model'])} vs baseline {_fmt(base['baseline'])} "
             f"(improvement {_pct(base['improvement'])} < required {_pct(base['required'])})"), checks)
+    if fair is not None and not fair["passed"]:
+        return Decision(False, False, f"not promoted: fairness limits exceeded: {fair.get('detail')}", checks)
     if not champ["passed"]:
         why = champ.get("detail") or (
             f"{champ.get('metric')} {_fmt(champ.get('challenger'))} vs champion "

@@ -109,9 +109,15 @@ def _require_tabular(spec: UseCaseSpec) -> None:
 
 
 def input_columns(spec: UseCaseSpec) -> list[str]:
-    """Columns of the features mart this module reads."""
+    """Columns of the features mart this module reads.
+
+    The fairness section's sensitive attributes are read too, to measure group metrics on the backtest
+    rows; they are model inputs only if also listed under ``features`` (``fairness.use_as_features``):
+    the models take ``numeric`` and ``categorical`` and nothing else.
+    """
     f = spec.features
-    return _unique([*f.series_keys, f.time_column, f.target, *f.numeric, *f.categorical])
+    return _unique([*f.series_keys, f.time_column, f.target, *f.numeric, *f.categorical,
+                    *spec.fairness.sensitive_attributes])
 
 
 def output_column(kind: str) -> str:
@@ -637,6 +643,19 @@ def _metrics(folds: list[dict], pooled: dict[str, Any], champion: dict | None, s
     })
 
 
+def _fairness(rows: pd.DataFrame, spec: UseCaseSpec) -> dict[str, Any]:
+    """Group fairness of the challenger's backtest predictions (the rows its gate metric comes from).
+
+    The backtest rows are the only predictions with known outcomes that no fitted model has seen, so
+    they are where a TPR or FPR gap between groups means something; the check goes to the registry gate.
+    """
+    from mlplatform import fairness
+    from mlplatform.training import _json_safe
+
+    f = spec.fairness
+    return _json_safe(fairness.assess(rows[spec.features.target], rows[_MODEL], rows[f.sensitive_attributes], f))
+
+
 def _row_cap(max_training_rows: int | None | str, spec: UseCaseSpec) -> int | None:
     return spec.model.max_training_rows if max_training_rows == FROM_SPEC else max_training_rows
 
@@ -654,7 +673,8 @@ def train_and_backtest(
     null targets where labels are not known yet. Every fit, in the folds and the final one, uses the
     same row budget (``max_training_rows``; default the spec's ``model.max_training_rows``, None = all
     rows), so the backtest measures the model that gets promoted. Champion problems never raise: they
-    are reported in ``metrics['champion']['error']``.
+    are reported in ``metrics['champion']['error']``. With ``fairness.sensitive_attributes``, the group
+    report of the backtest rows and its verdict are in ``metrics['fairness']`` (see mlplatform.fairness).
     """
     import pandas as pd
 
@@ -670,6 +690,8 @@ def train_and_backtest(
         rows.append(fold_rows)
     pooled_rows = pd.concat(rows, ignore_index=True)
     metrics = _metrics(folds, _comparison(pooled_rows, spec), _champion_block(champion, pooled_rows, spec), spec)
+    if spec.fairness.sensitive_attributes:
+        metrics["fairness"] = _fairness(pooled_rows, spec)
 
     train = training_rows(frame, spec, run_date, max_rows)
     _assert_no_leakage(train, spec, run_date)

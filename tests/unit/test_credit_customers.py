@@ -192,18 +192,23 @@ def test_drift_raises_utilisation_only_from_drift_start() -> None:
     pd.testing.assert_frame_equal(same, base)
 
 
-def test_group_disparity_makes_default_risk_differ_by_region() -> None:
+def test_group_disparity_makes_default_risk_differ_by_age_band() -> None:
     params = {"n_customers": 3000, "seed": 9}
     plain = cc.generate_credit(date(2022, 1, 1), date(2024, 12, 31), **params)
     zero = cc.generate_credit(date(2022, 1, 1), date(2024, 12, 31), **params, group_disparity=0.0)
     pd.testing.assert_frame_equal(plain["default_events"], zero["default_events"])
-    skewed = cc.generate_credit(date(2022, 1, 1), date(2024, 12, 31), **params, group_disparity=1.0)
-    regions = skewed["customers"].set_index("customer_id")["region"]
+    pd.testing.assert_frame_equal(plain["credit_reviews"], zero["credit_reviews"])
+    skewed = cc.generate_credit(date(2022, 1, 1), date(2024, 12, 31), **params, group_disparity=2.5)
+    bands = skewed["customers"].set_index("customer_id")["age_band"]
 
-    def rate_by_region(out: dict[str, pd.DataFrame]) -> pd.Series:
+    def rate_by_band(out: dict[str, pd.DataFrame]) -> pd.Series:
         r = out["credit_reviews"]
-        return _labels(r, out["default_events"]).groupby(r["customer_id"].map(regions)).mean()
+        r = r[r["review_date"] <= pd.Timestamp("2024-10-01")]  # 90-day windows closed by the range's end
+        return _labels(r, out["default_events"]).groupby(r["customer_id"].map(bands)).mean()
 
-    skewed_rates, plain_rates = rate_by_region(skewed), rate_by_region(plain)
-    assert skewed_rates["south"] > 1.7 * skewed_rates["north"]
-    assert plain_rates["south"] < 1.3 * plain_rates["north"]
+    skewed_rates, plain_rates = rate_by_band(skewed), rate_by_band(plain)
+    assert skewed_rates["18-25"] > 2 * plain_rates["18-25"]
+    assert skewed_rates["51-65"] < 0.8 * plain_rates["51-65"] and skewed_rates["66+"] < 0.8 * plain_rates["66+"]
+    assert skewed_rates["26-35"] == plain_rates["26-35"]  # weight 0: the band's rows do not change at all
+    assert plain_rates["18-25"] < 2 * plain_rates["36-50"]  # without it, only the latent age effect
+    assert set(cc.AGE_BAND_DISPARITY) == set(cc.AGE_BANDS)

@@ -53,11 +53,16 @@ Parameters (``SOURCE.check_params`` fills defaults, ValueError names unknown, mi
   is close (within ~0.5 points for 0.03..0.06 over a few thousand customers), not exact;
 * ``drift_start`` / ``drift_factor`` (default none / 1.0): from that date on, every customer's risk is
   raised by log(drift_factor) (utilisation, delinquency and defaults go up), for drift tests;
-* ``group_disparity`` (default 0.0): reserved for a later fairness issue, not used by any spec yet. Adds
-  ``group_disparity * REGION_DISPARITY[region]`` to the monthly default log-odds: a difference in
-  default risk by region that no observed feature explains. 0.0 = none (rows identical to omitting it);
-  1.0 roughly doubles the realised 90-day default rate of region south relative to north, leaving the
-  portfolio's overall rate about unchanged (the weights average to zero).
+* ``group_disparity`` (default 0.0): a controllable difference in default risk by age band, so the
+  fairness gate (``fairness.sensitive_attributes: [age_band]``) can be tested both ways. Adds
+  ``group_disparity * AGE_BAND_DISPARITY[age_band]`` to the monthly default log-odds (18-25 riskier,
+  51+ safer): a difference no observed feature explains directly, which a model that never sees the age
+  band still picks up through proxies (segment, tenure, income). 0.0 = none (rows identical to omitting
+  it). The weights average about zero over the age mix, so the portfolio's overall rate stays about the
+  same. 1.0 raises the 18-25 band's realised 90-day default rate by ~40 % (7 % -> 10 %) and lowers 51+
+  by ~20 %; 2.5 raises it ~2.5x, and the credit_risk model's demographic parity difference (selected at
+  p >= 0.05) goes from 0.10-0.18 to 0.35-0.48. Beyond ~3 the young borrowers default out of the portfolio
+  within months, their band falls below the gate's minimum group size and the measured gap shrinks again.
 
 numpy and pandas are imported inside functions: this module is imported lazily on first landing, but it
 stays cheap anyway.
@@ -90,8 +95,9 @@ PRODUCTS = ("credit_card", "personal_loan", "overdraft")
 REGIONS = ("north", "south", "east", "west", "central")
 AGE_BANDS = ("18-25", "26-35", "36-50", "51-65", "66+")
 INCOME_BANDS = ("<20k", "20-40k", "40-70k", "70-120k", "120k+")  # ordinal 1..5 in dbt
-# Log-odds weight per region of the optional group_disparity parameter (mean zero).
-REGION_DISPARITY = {"north": -1.0, "south": 1.0, "east": 0.5, "west": -0.5, "central": 0.0}
+# Log-odds weight per age band of the optional group_disparity parameter: young borrowers riskier,
+# older ones safer, averaging about zero over the portfolio's age mix (students are mostly 18-25).
+AGE_BAND_DISPARITY = {"18-25": 1.0, "26-35": 0.0, "36-50": -0.25, "51-65": -0.5, "66+": -0.5}
 
 EPOCH = date(2022, 1, 1)
 CYCLE_DAYS = 30
@@ -331,7 +337,7 @@ def _hazard_logit(params: dict[str, Any], p: _Portfolio, risk: np.ndarray, obs: 
     small_business = p.segment == SEGMENTS.index("small_business")
     student = p.segment == SEGMENTS.index("student")
     young = tenure < 12
-    disparity = np.asarray([REGION_DISPARITY[r] for r in REGIONS])[p.region]
+    disparity = np.asarray([AGE_BAND_DISPARITY[a] for a in AGE_BANDS])[p.age]
     return (_BASE_INTERCEPT + _RATE_ELASTICITY * math.log(params["default_rate"] / _BASE_RATE)
             + risk + np.asarray(_BUCKET_LOGIT)[bucket] * np.where(small_business, 0.5, 1.0)
             + 0.8 * student * (bucket > 0)
