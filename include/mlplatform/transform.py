@@ -39,6 +39,12 @@ def target_dir(settings: Settings, use_case: str | None = None) -> Path:
     return base / "target" if use_case is None else base / "target" / use_case
 
 
+def freshness_target_dir(settings: Settings, use_case: str) -> Path:
+    """dbt's target folder for ``dbt source freshness`` of a use case: apart from the build's, so a
+    freshness check never overwrites the manifest and run results of the use case's last build."""
+    return settings.data_dir / "dbt" / "freshness" / use_case
+
+
 def log_dir(settings: Settings) -> Path:
     return settings.data_dir / "dbt" / "logs"
 
@@ -149,6 +155,49 @@ def run_dbt_build(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict
     statuses = Counter(_status(r) for r in res.result.results)
     return {"manifest_hash": manifest_hash(target / "manifest.json"), "nodes": dict(sorted(statuses.items())),
             "elapsed_s": round(elapsed, 2), "target_path": str(target), "target": settings.dbt_target}
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise TransformError(f"cannot read {what} {path}: {exc}") from exc
+
+
+def run_source_freshness(use_case: str, select: list[str], dbt_vars: dict[str, Any],
+                         settings: Settings) -> dict[str, Any]:
+    """``dbt source freshness --select <select>`` with ``dbt_vars``, in the use case's freshness target.
+
+    Returns {"results": sources.json results, "sources": the manifest's source nodes by unique_id,
+    "runtime_errors": one line per source dbt could not check, "elapsed_s", "target_path"}. A source past
+    its error threshold is a verdict (status "error" in the results), not a failure; dbt failing as a
+    whole (project, profile or connection) raises TransformError with dbt's message. An empty
+    selection returns no results without calling dbt.
+    """
+    target = freshness_target_dir(settings, use_case)
+    if not select:
+        return {"results": [], "sources": {}, "runtime_errors": [], "elapsed_s": 0.0, "target_path": str(target)}
+    sources_json = target / "sources.json"
+    sources_json.unlink(missing_ok=True)  # never read a previous check's verdict
+    args = ["source", "freshness", "--select", *select, "--vars", json.dumps(dbt_vars, sort_keys=True),
+            *_common_args(settings, target)]
+    started = time.monotonic()
+    res = _invoke(args, settings)
+    elapsed = time.monotonic() - started
+    what = f"dbt source freshness for use case {use_case!r}"
+    if res.exception is not None or res.result is None:
+        detail = f"{type(res.exception).__name__}: {res.exception}" if res.exception is not None else \
+            "dbt returned no result"
+        raise TransformError(f"{what} failed: {' '.join(detail.split())[:2 * _MAX_MESSAGE]}")
+    runtime_errors = []
+    for r in getattr(res.result, "results", None) or []:
+        if _status(r) == "runtime error":
+            message = " ".join(str(r.message or "").split())[:_MAX_MESSAGE]
+            runtime_errors.append(f"{r.node.unique_id}: {message}")
+    results = _read_json(sources_json, "dbt freshness results")["results"] if sources_json.is_file() else []
+    manifest = _read_json(target / "manifest.json", "dbt manifest")
+    return {"results": results, "sources": manifest.get("sources") or {}, "runtime_errors": runtime_errors,
+            "elapsed_s": round(elapsed, 2), "target_path": str(target)}
 
 
 def parse_project(settings: Settings, target_path: Path | None = None) -> Path:
