@@ -19,6 +19,12 @@ record of the ingested files, and the landing report goes to ``<uc>/landing/run_
 A rerun for the same date finds every file ingested and lands nothing. A delivered file is immutable
 once ingested (it is recognised by its key): corrections come as a new file, whose rows for keys
 already landed are quarantined as re-deliveries.
+
+Personal data (``privacy.pii_columns``): quarantined rows keep their values (they are data), but no
+report, warning or error message quotes a value of a PII column. Reasons name columns and rules, never
+values; when the spec declares PII, messages that would quote unknown file content (undecodable bytes,
+parser excerpts, header names that may be a data row) withhold it, and the landing report is scrubbed
+of every PII value read before it is stored (see ``mlplatform.privacy``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from mlplatform import constants as C
+from mlplatform import privacy
 from mlplatform.errors import DataQualityError, PlatformError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +66,7 @@ class FileCheck:
     good: Any = None                       # DataFrame of rows that land, typed per the contract
     quarantined: Any = None                # DataFrame of rejected rows (as delivered) + reason
     warnings: list[str] = field(default_factory=list)
+    pii_values: frozenset[str] = frozenset()  # values of PII columns read: scrubbed from every report
 
     @property
     def n_quarantined(self) -> int:
@@ -73,14 +81,16 @@ def _blocking(uri: str, problem: str) -> DataQualityError:
                             "landed (the file is kept as delivered: fix or replace it upstream, then rerun)")
 
 
-def _read_csv(data: bytes, contract: FileTableSpec, uri: str) -> pd.DataFrame:
+def _read_csv(data: bytes, contract: FileTableSpec, uri: str, pii: frozenset[str] = frozenset()) -> pd.DataFrame:
     import pandas as pd
 
     try:
         text = data.decode(contract.encoding)
     except UnicodeDecodeError as exc:
-        raise _blocking(uri, f"not valid {contract.encoding} text (byte {exc.start}: "
-                             f"{data[exc.start:exc.start + 4]!r}); was it exported with another encoding?") from None
+        # The bytes at the error belong to some value; with personal data in the spec they are not quoted.
+        excerpt = "" if pii else f": {data[exc.start:exc.start + 4]!r}"
+        raise _blocking(uri, f"not valid {contract.encoding} text (byte {exc.start}{excerpt}); was it exported "
+                             "with another encoding?") from None
     delimiter = _DELIMITERS[contract.delimiter]
     header = text.split("\n", 1)[0]
     if delimiter not in header and len(contract.columns) > 1:
@@ -92,36 +102,64 @@ def _read_csv(data: bytes, contract: FileTableSpec, uri: str) -> pd.DataFrame:
         return pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
                            na_values=[""], on_bad_lines="error", engine="python")
     except (pd.errors.ParserError, ValueError) as exc:
-        raise _blocking(uri, f"malformed CSV ({' '.join(str(exc).split())[:200]}); truncated or corrupt?") from None
+        raise _blocking(uri, f"malformed CSV ({_excerpt(exc, pii)}); truncated or corrupt?") from None
 
 
-def _read_parquet(data: bytes, uri: str) -> pd.DataFrame:
+def _excerpt(exc: Exception, pii: frozenset[str]) -> str:
+    """A reader's error message, one line, without quoted file content when the spec holds PII."""
+    text = " ".join(str(exc).split())[:200]
+    return privacy.scrub_quoted(text) if pii else text
+
+
+def _read_parquet(data: bytes, uri: str, pii: frozenset[str] = frozenset()) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
 
     try:
         frame = pd.read_parquet(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        raise _blocking(uri, f"not a readable Parquet file ({' '.join(str(exc).split())[:200]}); truncated or "
+        raise _blocking(uri, f"not a readable Parquet file ({_excerpt(exc, pii)}); truncated or "
                              "corrupt?") from None
     return frame.astype(object).where(frame.notna(), None).map(lambda v: None if v is None else str(v))
 
 
-def _check_columns(frame: pd.DataFrame, contract: FileTableSpec, uri: str) -> list[str]:
+def _quotable_header(present: list[str], contract: FileTableSpec, pii: frozenset[str]) -> tuple[list[str], str]:
+    """(header names a message may quote, a note on those withheld).
+
+    Why: a file delivered without its header line has a data row where the names should be, and that
+    row may hold personal data. With PII in the spec, a header sharing no name with the contract is
+    withheld whole, and names not shaped like identifiers (emails, names with spaces) are withheld.
+    """
+    if not pii:
+        return present, ""
+    if not any(c in contract.columns for c in present):
+        return [], (f" ({len(present)} name(s) withheld: none is a contract column, so the header line may be "
+                    "missing and they may be personal data, see privacy.pii_columns)")
+    shown = [c for c in present if c in contract.columns or privacy.looks_like_column_name(c)]
+    hidden = len(present) - len(shown)
+    return shown, (f" (and {hidden} name(s) withheld: not identifier-shaped, they may be personal data, see "
+                   "privacy.pii_columns)" if hidden else "")
+
+
+def _check_columns(frame: pd.DataFrame, contract: FileTableSpec, uri: str,
+                   pii: frozenset[str] = frozenset()) -> list[str]:
     """Blocking: missing (or renamed) columns. Warning: extra columns, which are dropped."""
     import difflib
 
     present = [str(c).strip() for c in frame.columns]
     missing = [c for c in contract.columns if c not in present]
-    extra = [c for c in present if c not in contract.columns]
+    shown, withheld = _quotable_header(present, contract, pii)
+    extra = [c for c in shown if c not in contract.columns]
     if missing:
         hints = []
         for column in missing:
             close = difflib.get_close_matches(column, extra, n=1, cutoff=0.6)
             hints.append(f"{column!r} (renamed to {close[0]!r}?)" if close else repr(column))
         raise _blocking(uri, f"missing column(s) {', '.join(hints)}; the contract requires "
-                             f"{list(contract.columns)}, the file has {present}")
-    return [f"{uri}: extra column(s) {extra} not in the contract were dropped (schema drift upstream?)"] if extra else []
+                             f"{list(contract.columns)}, the file has {shown}{withheld}")
+    if not extra and not withheld:
+        return []
+    return [f"{uri}: extra column(s) {extra}{withheld} not in the contract were dropped (schema drift upstream?)"]
 
 
 # ------------------------------------------------------------------------------------------ row checks
@@ -221,13 +259,14 @@ def _reference(db: Any, table: str, contract: FileTableSpec, day: date) -> pd.Da
 
 
 def _outlier_warnings(good: pd.DataFrame, contract: FileTableSpec, uri: str,
-                      reference: pd.DataFrame | None) -> list[str]:
+                      reference: pd.DataFrame | None, pii: frozenset[str] = frozenset()) -> list[str]:
     """Extreme values land, but are reported: each value against its own series' recent history.
 
     The score is a robust z (median / MAD) on a signed log scale, per series (the keys without the
     date). Why per series and logged: sales are heavy-tailed across series (a best-seller sells 100x the
     median SKU), so a cross-sectional score flags every delivery; against its own history only a jump of
-    orders of magnitude stands out. Without history (the first deliveries) nothing is scored.
+    orders of magnitude stands out. Without history (the first deliveries) nothing is scored. PII
+    columns are not scored, and a series key that is PII is not quoted.
     """
     import numpy as np
 
@@ -236,7 +275,7 @@ def _outlier_warnings(good: pd.DataFrame, contract: FileTableSpec, uri: str,
     series = [k for k in contract.keys if k != contract.date_column]
     out = []
     for column, kind in contract.columns.items():
-        if kind not in ("integer", "number") or column in contract.keys or column not in reference.columns:
+        if kind not in ("integer", "number") or column in {*contract.keys, *pii} or column not in reference.columns:
             continue
         log = lambda x: np.sign(x) * np.log1p(np.abs(x))  # noqa: E731 - the scale, named once
         ref = reference[[*series, column]].assign(v=log(reference[column].astype(float)))
@@ -252,21 +291,26 @@ def _outlier_warnings(good: pd.DataFrame, contract: FileTableSpec, uri: str,
             worst = hits.loc[z[hits.index].idxmax()]
             out.append(f"{uri}: {len(hits)} extreme value(s) in {column} against their series' last "
                        f"{REFERENCE_DAYS} days (robust z > {contract.outlier_z:g} on a log scale; e.g. "
-                       f"{worst[column]:g} for {dict(worst[series])}); landed, check upstream")
+                       f"{worst[column]:g} for {privacy.redact_record(dict(worst[series]), pii)}); landed, "
+                       "check upstream")
     return out
 
 
 def check_file(store: ObjectStore, table: str, contract: FileTableSpec, key: str, day: date,
-               run_date: date, landed: set[tuple] | None = None, reference: pd.DataFrame | None = None) -> FileCheck:
-    """Read and check one delivered file; raise DataQualityError for a blocking problem."""
+               run_date: date, landed: set[tuple] | None = None, reference: pd.DataFrame | None = None,
+               pii: frozenset[str] = frozenset()) -> FileCheck:
+    """Read and check one delivered file; raise DataQualityError for a blocking problem.
+
+    ``pii``: the spec's PII columns; their values are never quoted (see the module docstring).
+    """
     from mlplatform.storage import sha256_hex
 
     uri = store.uri(key)
     data = store.get_bytes(key)
-    frame = _read_parquet(data, uri) if contract.format == "parquet" else _read_csv(data, contract, uri)
+    frame = _read_parquet(data, uri, pii) if contract.format == "parquet" else _read_csv(data, contract, uri, pii)
     frame.columns = [str(c).strip() for c in frame.columns]
-    check = FileCheck(table, key, day, sha256_hex(data))
-    check.warnings += _check_columns(frame, contract, uri)
+    check = FileCheck(table, key, day, sha256_hex(data), pii_values=privacy.pii_values(frame, pii))
+    check.warnings += _check_columns(frame, contract, uri, pii)
     frame = frame[list(contract.columns)]
     typed, reason = _reasons(frame, contract, day, run_date, landed or set())
     rejected = reason != ""
@@ -277,7 +321,8 @@ def check_file(store: ObjectStore, table: str, contract: FileTableSpec, key: str
         quarantined["source_row"] = quarantined.index + 2  # 1-based, after the header line
         check.quarantined = quarantined.reset_index(drop=True)
     check.good = typed.loc[~rejected].reset_index(drop=True)
-    check.warnings += _outlier_warnings(check.good, contract, uri, reference)
+    check.warnings += _outlier_warnings(check.good, contract, uri, reference, pii)
+    check.warnings = [privacy.scrub_text(w, check.pii_values) for w in check.warnings]
     return check
 
 
@@ -336,7 +381,8 @@ def _plan(spec: UseCaseSpec, run_date: date, store: ObjectStore, db: Any) -> lis
             landed = _landed_keys(db, table, contract, day) if contract.kind == "fact" else set()
             landed |= {k for c in checks if c.table == table and c.day == day for k in _keys_of(c, contract)}
             reference = _reference(db, table, contract, day) if contract.kind == "fact" else None
-            checks.append(check_file(store, table, contract, key, day, run_date, landed, reference))
+            checks.append(check_file(store, table, contract, key, day, run_date, landed, reference,
+                                     privacy.pii_columns(spec)))
     for table, contract in files.tables.items():
         todays = [c for c in checks if c.table == table and c.day == run_date]
         if contract.kind == "fact" and todays and not any(len(c.good) for c in todays) \
@@ -410,5 +456,6 @@ def land_files(spec: UseCaseSpec, run_date: date, settings: Settings, store: Obj
               "rows_landed": sum(rows.values()), "rows_by_table": rows,
               "rows_quarantined": sum(q["rows"] for q in quarantine), "quarantine": quarantine,
               "warnings": warnings, "last_day": run_date.isoformat(), "days_landed": len({c.day for c in checks})}
+    report = privacy.scrub(report, frozenset().union(*(c.pii_values for c in checks)))
     store.put_json(f"{spec.name}/landing/run_date={run_date.isoformat()}/report.json", report)
     return report

@@ -424,15 +424,19 @@ def reference_frame(features: pd.DataFrame, spec: UseCaseSpec, run_date: Any) ->
 
     The days (run_date - window_days, run_date] are the latest monitoring window and are left out, so
     the reference and the window never overlap. Capped at ``max_rows`` by a seeded sample (same input,
-    same reference), in the original row order.
+    same reference), in the original row order. PII columns (``privacy.pii_columns``) are left out: the
+    reference feeds drift reports and the model card's statistics, which must not show personal data.
     """
     import pandas as pd
+
+    from mlplatform.privacy import without_pii
 
     m, f = spec.monitoring, spec.features
     time = pd.to_datetime(features[f.time_column])
     end = to_timestamp(run_date) - pd.Timedelta(days=m.window_days)
     start = end - pd.Timedelta(days=m.reference_days - 1)
-    columns = list(m.columns) or list(dict.fromkeys([*f.numeric, *f.categorical, f.target]))
+    columns = without_pii(list(m.columns) or list(dict.fromkeys([*f.numeric, *f.categorical, f.target])),
+                          spec.privacy.pii_columns)
     require_columns(features, columns, "features")
     reference = features.loc[(time >= start) & (time <= end), columns]
     if len(reference) > m.max_rows:

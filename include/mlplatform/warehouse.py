@@ -273,7 +273,10 @@ def open_warehouse(settings: Settings, *, read_only: bool = False) -> Iterator[_
         con.set_session(readonly=read_only)
         yield _PgBackend(con, settings.pg.describe())
     except psycopg2.Error as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        from mlplatform.privacy import scrub_db_error
+
+        # Postgres quotes row values in its details (raw rows may hold personal data; this goes to logs).
+        detail = scrub_db_error(" ".join(str(exc).split())) or type(exc).__name__
         raise PlatformError(
             f"Postgres warehouse {settings.pg.describe()} failed mid-transaction: {detail}; the transaction "
             "was rolled back (nothing partial is kept), so the task can simply be retried") from exc
