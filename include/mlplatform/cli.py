@@ -6,6 +6,8 @@
     mlplatform specs                 validate every use-case spec (exit 1 naming file and field)
     mlplatform summary USE_CASE DATE print where a run's forecasts landed, model, metrics, drift
     mlplatform run USE_CASE DATE     run all stages in-process (no Airflow), e.g. for benchmarks
+    mlplatform maintenance retention --use-case NAME [--dry-run] [--today DATE]
+                                     apply the spec's retention policy (report stored and printed)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import secrets
 import sys
 from datetime import date
+from pathlib import Path
 
 from mlplatform import constants as C
 from mlplatform.errors import PlatformError
@@ -314,13 +317,25 @@ def cmd_registry(args: argparse.Namespace) -> int:
     elif args.action == "audit":
         for event in registry.audit_log(store, layout):
             print(json.dumps(event) if args.json else
-                  f"{event['recorded_at']}  {event['alias']:<10} {event['action']:<19} "
+                  f"{event['recorded_at']}  {event['alias'] or '-':<10} {event['action']:<19} "
                   f"{event['from_version'] or '-'} -> {event['to_version']}  effective {event['effective_date']}  "
                   f"by {event['actor']}: {event['reason']}")
     elif args.action == "rollback":
         event = registry.rollback(store, layout, args.to, reason=args.reason, actor=registry.default_actor(),
                                   effective_date=date.fromisoformat(args.effective) if args.effective else None)
         print(json.dumps(event, indent=2))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Where did this number come from? The full trace of one published partition."""
+    from mlplatform.lineage import render_trace, trace
+    from mlplatform.spec import get_spec
+
+    _, store = _store_from_env()
+    result = trace(store, get_spec(args.use_case).name, date.fromisoformat(args.run_date),
+                   Path(args.openlineage_file) if args.openlineage_file else None)
+    print(json.dumps(result, indent=2, default=str) if args.json else render_trace(result))
     return 0
 
 
@@ -336,6 +351,37 @@ def cmd_rollup(args: argparse.Namespace) -> int:
     frame = read_published(store, prefix).drop(columns=["use_case", "run_date", "model_version"])
     print(f"{manifest['partition_uri']}  ({manifest['row_count']} rows, model {manifest['model_version']})")
     print(frame.to_string(index=False, max_rows=args.max_rows, float_format=lambda v: f"{v:,.0f}"))
+    return 0
+
+
+def format_retention(report: dict) -> str:
+    """The retention report for a terminal: each removal, each old item kept because referenced."""
+    verb = "would remove" if report["dry_run"] else "removed"
+    lines = [f"retention {report['use_case']} as of {report['today']}"
+             f"{' (dry run: nothing deleted)' if report['dry_run'] else ''}: policy {report['policy']}"]
+    for entry in report["removed"]:
+        what = (f"{entry['category']:<13} {entry['key']}" if entry["kind"] == "object"
+                else f"{'raw rows':<13} {entry['rows']} of {entry['table']} dated before {entry['before']}")
+        lines.append(f"  {verb}  {what}")
+    lines += [f"  kept          {k['key']}: {'; '.join(k['referenced_by'])}" for k in report["kept_referenced"]]
+    lines += [f"  note          {note}" for note in report["notes"]]
+    counts = report["counts"]
+    lines.append(f"{verb} {counts['objects']} object(s) and {counts['raw_rows']} raw row(s); kept "
+                 f"{counts['kept_referenced']} referenced item(s); report: {report.get('report_uri', '-')}")
+    return "\n".join(lines)
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    """Apply (or, with --dry-run, only plan) a use case's retention policy."""
+    from datetime import UTC, datetime
+
+    from mlplatform import retention
+    from mlplatform.spec import get_spec
+
+    settings, store = _store_from_env()
+    today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
+    report = retention.apply(get_spec(args.use_case), store, settings, today, dry_run=args.dry_run)
+    print(json.dumps(report, indent=2) if args.json else format_retention(report))
     return 0
 
 
@@ -364,6 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--model-version", default=None, help="pin a registered version (no retraining)")
         cmd.set_defaults(func=func)
+    lin = sub.add_parser("lineage", help="where a published partition came from: model, data, dbt, code, "
+                                         "checks, approval, Airflow run and its OpenLineage events")
+    lin.add_argument("use_case")
+    lin.add_argument("run_date", help="logical date of the partition, YYYY-MM-DD")
+    lin.add_argument("--json", action="store_true")
+    lin.add_argument("--openlineage-file", default=None,
+                     help="OpenLineage JSON-lines event file (default: the file transport's, if configured)")
+    lin.set_defaults(func=cmd_lineage)
     roll = sub.add_parser("rollup", help="print a published roll-up table")
     roll.add_argument("use_case")
     roll.add_argument("name", help="roll-up name from the spec's publish.rollups")
@@ -382,6 +436,15 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--reason", required=True, help="why (goes to the audit log)")
             cmd.add_argument("--effective", default=None, help="effective logical date (default: today, UTC)")
         cmd.set_defaults(func=cmd_registry)
+    maint = sub.add_parser("maintenance", help="housekeeping: the retention policy of a use case")
+    maint_sub = maint.add_subparsers(dest="action", required=True)
+    ret = maint_sub.add_parser("retention", help="delete what the spec's retention section lets go "
+                                                 "(never what a published partition or an alias references)")
+    ret.add_argument("--use-case", required=True, help="use case name (its spec's retention section applies)")
+    ret.add_argument("--dry-run", action="store_true", help="report what would be removed; delete nothing")
+    ret.add_argument("--today", default=None, help="date the ages count from, YYYY-MM-DD (default: today, UTC)")
+    ret.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    ret.set_defaults(func=cmd_maintenance)
     return parser
 
 

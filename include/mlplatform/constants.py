@@ -58,5 +58,11 @@ REGISTRY_PREFIX = "{use_case}/registry"
 MANIFEST_NAME = "_manifest.json"
 ACCURACY_PREFIX = "{use_case}/accuracy/run_date={run_date}"
 LIFECYCLE_PREFIX = "{use_case}/lifecycle/run_date={run_date}"
+# Per-invocation records (dbt invocation, the Airflow run that last wrote the date): they change on every
+# rerun by nature, so they live apart from the byte-reproducible outputs.
+LINEAGE_PREFIX = "{use_case}/lineage/run_date={run_date}"
+# OpenLineage: the namespace of the jobs, and where the development file transport writes its events.
+OPENLINEAGE_NAMESPACE = "mlplatform"
+ENV_OPENLINEAGE_TRANSPORT = "AIRFLOW__OPENLINEAGE__TRANSPORT"
 ALERTS_PREFIX = "{use_case}/alerts"
 ROLLUPS_PREFIX = "{use_case}/rollups/{rollup}/run_date={run_date}"

@@ -6,6 +6,7 @@ and every port is explicit so parallel stacks (demo + tests) never collide.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -154,6 +155,7 @@ def airflow_env(*, airflow_home: Path, data_dir: Path, s3_connection_json: str, 
     from mlplatform import constants as C
 
     root = C.PROJECT_ROOT
+    openlineage_file(data_dir).parent.mkdir(parents=True, exist_ok=True)
     return {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
@@ -177,4 +179,14 @@ def airflow_env(*, airflow_home: Path, data_dir: Path, s3_connection_json: str, 
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "SCARF_ANALYTICS": "false",
+        # OpenLineage: run events of every DAG run and task, to a local JSON-lines file in development
+        # (the team setup points AIRFLOW__OPENLINEAGE__TRANSPORT at its own endpoint; see README).
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": C.OPENLINEAGE_NAMESPACE,
+        C.ENV_OPENLINEAGE_TRANSPORT: os.environ.get(C.ENV_OPENLINEAGE_TRANSPORT) or json.dumps(
+            {"type": "file", "log_file_path": str(openlineage_file(data_dir)), "append": True}),
     }
+
+
+def openlineage_file(data_dir: Path) -> Path:
+    """The development OpenLineage event log (JSON lines), next to the warehouse."""
+    return Path(data_dir) / "openlineage" / "events.jsonl"

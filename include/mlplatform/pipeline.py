@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from mlplatform import registry
+from mlplatform import approval, registry
+from mlplatform import constants as C
 from mlplatform.errors import DataQualityError, PlatformError
 from mlplatform.lineage import code_version, library_versions
 from mlplatform.publishing import publish_partition, read_manifest
@@ -36,6 +37,9 @@ VALIDATION_FILE = "result.json"
 DRIFT_FILE = "drift.json"
 DRIFT_HTML = "report.html"
 DRIFT_SNAPSHOT = "evidently_snapshot.json"
+DBT_INVOCATION_FILE = "dbt_invocation.json"
+FRESHNESS_FILE = "freshness.json"
+AIRFLOW_RUN_FILE = "airflow_run.json"
 
 
 # --- land and transform (the warehouse stages) -------------------------------------------------------
@@ -64,6 +68,36 @@ def land_raw(spec: UseCaseSpec, run_date: date, settings: Settings, store: Objec
     return land_source(spec, run_date, settings)
 
 
+def check_freshness(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore) -> dict:
+    """dbt source freshness of the raw tables as of ``run_date``; stop the run if a stale source blocks.
+
+    The verdict is stored (``lifecycle/run_date=D/freshness.json``) for the manifest and the run summary:
+    with ``on_error: publish_stale`` the run goes on and the partition says ``stale: true``.
+    """
+    from mlplatform.freshness import check_freshness as dbt_source_freshness
+    from mlplatform.freshness import require_fresh
+
+    result = dbt_source_freshness(spec, run_date, settings)
+    stored = {k: v for k, v in result.items() if k != "elapsed_s"}  # same verdict, same bytes on a rerun
+    uri = store.put_json(f"{Layout(spec.name).lifecycle(run_date)}/{FRESHNESS_FILE}", stored)
+    log.info("%s %s: source freshness %s", spec.name, run_date, result["message"])
+    require_fresh(result)
+    return {**result, "result_uri": uri}
+
+
+def run_freshness(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
+    """The date's stored freshness verdict (what the UI's freshness_warning task shows)."""
+    return _freshness_of(store, Layout(spec.name), run_date) or {"status": "not_checked", "messages": []}
+
+
+def _freshness_of(store: ObjectStore, layout: Layout, run_date: date) -> dict | None:
+    stored = _stored(store, f"{layout.lifecycle(run_date)}/{FRESHNESS_FILE}")
+    if stored is None:
+        return None
+    return {"status": stored["status"], "on_error": stored["on_error"], "messages": stored["messages"],
+            "sources": {t: {k: s.get(k) for k in ("newest", "age_days", "status")} for t, s in stored["sources"].items()}}
+
+
 def build_features(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore) -> dict:
     """dbt build as of ``run_date``, then snapshot the feature and calendar marts to object storage.
 
@@ -83,7 +117,33 @@ def build_features(spec: UseCaseSpec, run_date: date, settings: Settings, store:
     if features.empty:
         raise DataQualityError(f"{spec.name}: the feature mart {spec.transform.features_model} has no rows up "
                                f"to {run_date}; was raw data landed from {spec.source.history_start}?")
-    return _write_snapshot(spec, run_date, store, features, calendar, dbt)
+    result = _write_snapshot(spec, run_date, store, features, calendar, dbt)
+    return {**result, **record_dbt_invocation(spec, run_date, store, dbt)}
+
+
+def record_dbt_invocation(spec: UseCaseSpec, run_date: date, store: ObjectStore, dbt: dict) -> dict:
+    """Keep dbt's own record of the build that made the date's features (run_results.json).
+
+    The invocation id and per-node results change on every rebuild, so they live under ``lineage/``,
+    apart from the byte-reproducible snapshot; every manifest links this record.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(dbt.get("target_path") or "") / "run_results.json"
+    if not path.is_file():
+        return {}
+    results = json.loads(path.read_text())
+    meta = results.get("metadata", {})
+    record = {
+        "use_case": spec.name, "run_date": run_date.isoformat(), "invocation_id": meta.get("invocation_id"),
+        "dbt_version": meta.get("dbt_version"), "generated_at": meta.get("generated_at"),
+        "select": spec.transform.select, "target": dbt.get("target"), "manifest_hash": dbt.get("manifest_hash"),
+        "elapsed_s": results.get("elapsed_time"),
+        "nodes": [{"unique_id": r.get("unique_id"), "status": r.get("status")} for r in results.get("results", [])],
+    }
+    key = f"{Layout(spec.name).lineage(run_date)}/{DBT_INVOCATION_FILE}"
+    return {"dbt_invocation_id": record["invocation_id"], "dbt_invocation_uri": store.put_json(key, record)}
 
 
 def _read_calendar(spec: UseCaseSpec, run_date: date, settings: Settings) -> pd.DataFrame:
@@ -154,10 +214,12 @@ def load_snapshot(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> tupl
 
 def validate_features(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
     """Run the use case's GX suite on the feature snapshot; store the result; stop the run on failure."""
+    from mlplatform.privacy import redact_validation
     from mlplatform.validation import raise_for_failures, validate_frame
 
     features, _, snapshot = load_snapshot(spec, run_date, store)
     report = validate_frame(features, spec.suite_path, sample_size=spec.validation.sample_size)
+    report = redact_validation(report, spec.privacy.pii_columns)  # no PII value in the result or the error
     key = f"{Layout(spec.name).validation(run_date)}/{VALIDATION_FILE}"
     result = {"use_case": spec.name, "run_date": run_date.isoformat(), "suite": spec.validation.suite,
               "data_fingerprint": snapshot["fingerprint"], **report.to_dict()}
@@ -208,6 +270,8 @@ def evaluate_accuracy(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> 
     Stored per published run date (and horizon): ``accuracy/run_date=D/realised.parquet``; the verdict on
     the serving model (``summary.json``) says whether realised accuracy decayed past the spec's limit. A
     breach is also written to ``alerts/`` for the alerting callback and feeds the retraining trigger.
+    With ``fairness.sensitive_attributes`` the summary also holds the group report on realised outcomes
+    (``fairness``), the attributes joined from the features snapshot, never from the published files.
     """
     import pandas as pd
 
@@ -231,6 +295,11 @@ def evaluate_accuracy(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> 
     rows_uri = None if table.empty else store.uri(store.put_parquet(f"{prefix}/{ACCURACY_ROWS}", table)["key"])
     summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "published_dates":
                [d.isoformat() for d in dates], "realised_uri": rows_uri, **verdict}
+    fairness = A.realised_fairness(rows, features, spec)  # None unless fairness.sensitive_attributes
+    if fairness is not None:
+        summary["fairness"] = fairness
+        if not fairness["check"]["passed"]:
+            log.warning("%s: realised fairness for %s: %s", spec.name, run_date, fairness["check"]["detail"])
     uri = store.put_json(f"{prefix}/{ACCURACY_FILE}", summary)
     if verdict["breach"]:
         store.put_json(f"{layout.alerts()}/accuracy-{run_date.isoformat()}.json",
@@ -286,23 +355,46 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore, actor: st
         stored, created = registry.read_metadata(store, layout, version), False
     else:
         stored, created = _train_and_register(spec, run_date, store, features, calendar, snapshot, version, code)
-    moves = _apply_decision(store, layout, stored, run_date, actor, run_id)
-    log.info("model %s (%s): %s", version, "new" if created else "already registered, not retrained",
-             stored["decision"]["reason"])
+    awaiting = bool(stored["decision"]["promoted"] and spec.approval.required)
+    moves = _apply_decision(store, layout, stored, run_date, actor, run_id, awaiting)
+    if awaiting:
+        approval.open_request(spec, run_date, store, stored)
+    log.info("model %s (%s): %s%s", version, "new" if created else "already registered, not retrained",
+             stored["decision"]["reason"], "; awaiting human approval" if awaiting else "")
     m = stored["metrics"]
     return {"version": version, "created": created, "decision": stored["decision"], "metric": m["metric"],
             "model_value": m["model"].get(m["metric"]), "baseline_value": m["baseline"].get(m["metric"]),
-            "alias_moves": moves}
+            "alias_moves": moves, "awaiting_approval": awaiting, "model_uri": stored["artifact"]["model_uri"],
+            "training_data": stored["data"]["snapshot_uri"]}
 
 
 def _apply_decision(store: ObjectStore, layout: Layout, stored: dict, run_date: date, actor: str,
-                    run_id: str | None) -> list[dict]:
-    """Promoted: the champion alias moves; otherwise the version becomes the challenger. Both audited."""
-    promoted = stored["decision"]["promoted"]
+                    run_id: str | None, awaiting_approval: bool = False) -> list[dict]:
+    """Promoted: the champion alias moves; otherwise the version becomes the challenger. Both audited.
+
+    A use case that requires approval keeps a gate-passing version as the challenger: the champion moves
+    only when a person approves it (``approval.record_decision``).
+    """
+    promoted = stored["decision"]["promoted"] and not awaiting_approval
     alias, action = (registry.CHAMPION, "promote") if promoted else (registry.CHALLENGER, "register_challenger")
+    reason = stored["decision"]["reason"] + ("; awaiting human approval" if awaiting_approval else "")
     event = registry.move_alias(store, layout, alias, stored, effective_date=run_date, actor=actor,
-                                reason=stored["decision"]["reason"], action=action, run_id=run_id)
+                                reason=reason, action=action, run_id=run_id)
     return [event] if event else []
+
+
+# --- human approval (specs with approval: required) ------------------------------------------------------
+
+def approval_request(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict | None:
+    """The promotion request waiting for a person on this date, or None (nothing to approve)."""
+    return approval.pending_request(spec, run_date, store)
+
+
+def record_approval(spec: UseCaseSpec, run_date: date, store: ObjectStore, *, outcome: str,
+                    responded_by: dict | None, responded_at: object, run_id: str | None = None) -> dict:
+    """Apply and audit the answer to the date's promotion request (see ``mlplatform.approval``)."""
+    return approval.record_decision(spec, run_date, store, outcome=outcome, responded_by=responded_by,
+                                    responded_at=responded_at, run_id=run_id)
 
 
 def _champion_for_gate(store: ObjectStore, layout: Layout, spec: UseCaseSpec, run_date: date) -> tuple:
@@ -361,6 +453,7 @@ def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned:
     there is no reference: the check is skipped (and says so), and the 'no champion' trigger fires.
     """
     from mlplatform.monitoring import detect_drift
+    from mlplatform.privacy import without_pii
 
     layout = Layout(spec.name)
     prefix = layout.monitoring(run_date)
@@ -377,7 +470,8 @@ def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned:
     time_col = spec.features.time_column
     window_start = run_date - timedelta(days=spec.monitoring.window_days - 1)
     current = features[features[time_col].dt.date >= window_start]
-    columns = spec.monitoring.columns or [*spec.features.numeric, *spec.features.categorical]
+    columns = without_pii(spec.monitoring.columns or [*spec.features.numeric, *spec.features.categorical],
+                          spec.privacy.pii_columns)  # drift reports profile values: never of PII columns
     report = detect_drift(reference, current, columns, spec.monitoring.drift_share, spec.monitoring.max_rows)
     html_uri = store.put_bytes(f"{prefix}/{DRIFT_HTML}", report.html, "text/html")
     store.put_bytes(f"{prefix}/{DRIFT_SNAPSHOT}", report.json, "application/json")
@@ -392,8 +486,14 @@ def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned:
 
 # --- score and publish ---------------------------------------------------------------------------------
 
-def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None) -> dict:
-    """The serving model (champion as of the date, or a pinned version) scores; publish atomically."""
+def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None,
+                      run: dict | None = None) -> dict:
+    """The serving model (champion as of the date, or a pinned version) scores; publish atomically.
+
+    ``run`` names the orchestrator run ({"dag_id", "run_id"}; None outside Airflow): with the model
+    version, the dbt invocation and the checks, the manifest links everything a published number came
+    from (``mlplatform lineage``). Only stable ids go in, so a cleared and rerun task rewrites the same bytes.
+    """
     from mlplatform import models
 
     features, calendar, snapshot = load_snapshot(spec, run_date, store)
@@ -402,6 +502,7 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
     model_meta = registry.serving_model(store, layout, run_date, pinned)
     model = models.load(spec, registry.load_model_bytes(store, layout, model_meta))
     chunks = models.score(spec, model, features, calendar, run_date, spec.publish.chunk_rows)
+    freshness = _freshness_of(store, layout, run_date)
     stamp = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model_meta["version"]}
     manifest = publish_partition(store, layout.forecasts(run_date), chunks, stamp, {
         "kind": spec.kind, "horizon": spec.horizon, "columns": models.output_columns(spec),
@@ -414,13 +515,44 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
                                "model": model_meta["metrics"]["model"],
                                "baseline": model_meta["metrics"]["baseline"]}},
         "lineage": {"features_snapshot": snapshot["features"]["uri"], "data_fingerprint": snapshot["fingerprint"],
-                    "dbt_manifest_hash": snapshot["dbt_manifest_hash"], "code": code_version()},
+                    "dbt_manifest_hash": snapshot["dbt_manifest_hash"], "code": code_version(),
+                    "dbt_invocation_uri": _existing_uri(store, f"{layout.lineage(run_date)}/{DBT_INVOCATION_FILE}"),
+                    "airflow_run_uri": _record_run(store, layout, run_date, run)},
         "validation": validation,
         "drift": _drift_summary(store, layout, run_date),
+        "approval": _approval_of(store, layout, model_meta["version"]),
+        "freshness": freshness,
+        "stale": bool(freshness and freshness["status"] == "error"),
     })
     return {"partition_uri": manifest["partition_uri"], "rows": manifest["row_count"],
             "files": len(manifest["files"]), "model_version": model_meta["version"],
-            "run_date": run_date.isoformat()}
+            "run_date": run_date.isoformat(), "model_uri": model_meta["artifact"]["model_uri"],
+            "features_snapshot": snapshot["features"]["uri"], "stale": manifest["stale"]}
+
+
+def _record_run(store: ObjectStore, layout: Layout, run_date: date, run: dict | None) -> str | None:
+    """Record which orchestrator run publishes the date (before the manifest that links it).
+
+    The manifest links this record rather than embedding the run id, so a republication of the date by
+    another run (a backfill, a manual rerun) still writes a byte-identical manifest, while the record
+    names the run that last published it and its OpenLineage namespace.
+    """
+    if not run:
+        return None
+    record = {**run, "run_date": run_date.isoformat(), "openlineage_namespace": C.OPENLINEAGE_NAMESPACE}
+    return store.put_json(f"{layout.lineage(run_date)}/{AIRFLOW_RUN_FILE}", record)
+
+
+def _existing_uri(store: ObjectStore, key: str) -> str | None:
+    return store.uri(key) if store.exists(key) else None
+
+
+def _approval_of(store: ObjectStore, layout: Layout, version: str) -> dict | None:
+    """The human decision that made the serving version champion, if its use case required one."""
+    event = approval.decision_for(store, layout, version)
+    if event is None:
+        return None
+    return {k: event.get(k) for k in ("outcome", "approver", "responded_at", "run_id", "request_uri")}
 
 
 def _drift_summary(store: ObjectStore, layout: Layout, run_date: date) -> dict | None:
@@ -451,8 +583,11 @@ def stage_calls(spec: UseCaseSpec, run_date: date, settings: Settings, store: Ob
             return {"skipped": "no retraining trigger fired"}
         return train_model(spec, run_date, store, actor=actor)
 
+    freshness = ([("check_freshness", lambda: check_freshness(spec, run_date, settings, store))]
+                 if spec.freshness.sources else [])
     return [
         ("land_raw", lambda: land_raw(spec, run_date, settings, store)),
+        *freshness,
         ("build_features", lambda: build_features(spec, run_date, settings, store)),
         ("validate_features", lambda: validate_features(spec, run_date, store)),
         ("monitor_drift", lambda: monitor_drift(spec, run_date, store, pinned)),
@@ -476,4 +611,6 @@ def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
         "retrain": _stored(store, f"{layout.lifecycle(run_date)}/{RETRAIN_FILE}"),
         "accuracy": _stored(store, f"{layout.accuracy(run_date)}/{ACCURACY_FILE}"),
         "landing": _stored(store, f"{spec.name}/landing/run_date={run_date.isoformat()}/report.json"),
+        "approval": approval.stored_decision(spec, run_date, store) if spec.approval.required else None,
+        "freshness": manifest.get("freshness"), "stale": manifest.get("stale", False),
     }

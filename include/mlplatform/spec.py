@@ -357,9 +357,11 @@ def _approval_shorthand(value: Any) -> Any:
     return {"mode": value} if isinstance(value, str) else value
 
 
-# Governance sections that do not change what a model learns: left out of the spec fingerprint while
-# they hold their defaults, so adding them does not re-version existing models.
-_GOVERNANCE_SECTIONS = ("approval", "fairness", "freshness", "retention", "privacy")
+# Governance sections that change neither what a model learns nor its gate: never part of the spec
+# fingerprint (a model version's identity), so tuning them does not re-version models. Fairness changes
+# the gate's verdict, so it counts once it is configured.
+_OPERATIONAL_SECTIONS = ("approval", "freshness", "retention", "privacy")
+_GATE_SECTIONS = ("fairness",)
 
 
 class UseCaseSpec(_Strict):
@@ -433,10 +435,11 @@ class UseCaseSpec(_Strict):
             if used and not self.fairness.use_as_features:
                 raise ValueError(f"fairness: sensitive attributes {used} are model features; remove them from "
                                  "features or set fairness.use_as_features: true")
-        leaked = sorted(set(self.privacy.pii_columns) & {*model_inputs, *f.series_keys, f.target, f.time_column})
+        leaked = sorted(set(self.privacy.pii_columns) & {*model_inputs, *f.series_keys, f.target, f.time_column,
+                                                          *self.monitoring.columns, *self.fairness.sensitive_attributes})
         if leaked:
-            raise ValueError(f"privacy.pii_columns {leaked} are model features, keys or the target: personal data "
-                             "must not drive or identify published outputs")
+            raise ValueError(f"privacy.pii_columns {leaked} are model features, keys, the target, monitored columns "
+                             "or fairness groups: personal data must not drive, identify or be reported with outputs")
 
     @property
     def gate_metric(self) -> str:
@@ -464,9 +467,10 @@ class UseCaseSpec(_Strict):
     def fingerprint(self) -> str:
         """Stable hash of the full spec: part of every model version's identity."""
         data = self.model_dump(mode="json")
-        defaults = {name: type(getattr(self, name))().model_dump(mode="json") for name in _GOVERNANCE_SECTIONS}
-        for name in _GOVERNANCE_SECTIONS:
-            if data[name] == defaults[name]:
+        for name in _OPERATIONAL_SECTIONS:
+            del data[name]
+        for name in _GATE_SECTIONS:
+            if data[name] == type(getattr(self, name))().model_dump(mode="json"):
                 del data[name]
         payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

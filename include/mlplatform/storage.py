@@ -193,6 +193,9 @@ class Layout:
     def lifecycle(self, run_date: date) -> str:
         return self._fmt(C.LIFECYCLE_PREFIX, run_date)
 
+    def lineage(self, run_date: date) -> str:
+        return self._fmt(C.LINEAGE_PREFIX, run_date)
+
     def alerts(self) -> str:
         return self._fmt(C.ALERTS_PREFIX)
 

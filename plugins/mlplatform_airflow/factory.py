@@ -25,6 +25,8 @@ from mlplatform.spec import UseCaseSpec, load_all_specs
 log = logging.getLogger(__name__)
 
 NO_RETRAIN_TASK = "keep_champion"
+APPROVAL_TASK = "approve_promotion"
+FRESH_TASK, WARN_TASK = "sources_fresh", "freshness_warning"
 
 DOC_TEMPLATE = """\
 # {name}
@@ -37,7 +39,9 @@ DOC_TEMPLATE = """\
 Every task calls one function of `mlplatform.pipeline` for the run's logical date D, using only data up
 to D:
 
-1. `land_raw` – raw source data up to D in the warehouse (days already landed stay untouched).
+1. `land_raw` – raw source data up to D in the warehouse (days already landed stay untouched); with
+   `freshness:` in the spec, `check_freshness` then runs dbt source freshness as of D (an error blocks or
+   flags the partition stale; a warning takes the visible `freshness_warning` path).
 2. `build_features` – `dbt build --select {select}` with `run_date=D`; snapshot the marts to S3.
 3. `validate_features` – Great Expectations suite `{suite}`; a failed critical expectation stops the run.
 4. `monitor_drift` – Evidently drift of the last {window} days vs the serving model's reference.
@@ -49,7 +53,14 @@ to D:
    partition lands under `s3://<bucket>/{name}/forecasts/run_date=D/`, `_manifest.json` last, and the
    Asset `{asset}` is updated.
 
-**Params:** `model_version` pins a registered version for a run (reproduce or compare); empty = champion.
+{approval}**Params:** `model_version` pins a registered version for a run (reproduce or compare); empty = champion.
+"""
+
+APPROVAL_DOC = """\
+**Approval required:** a version that passes the gate waits in `approve_promotion` (Browse -> Required
+Actions) with its backtest comparison and model card. Approve promotes it; Reject, or no answer within
+{hours:g} h, keeps the champion. Every decision goes to the audit log with the approver and the time.
+
 """
 
 
@@ -66,6 +77,31 @@ def actor_from_context() -> tuple[str, str]:
     run = ctx["dag_run"]
     user = getattr(run, "triggering_user_name", None) or "scheduler"
     return f"airflow:{user}", f"{run.dag_id}/{run.run_id}"
+
+
+def run_ref() -> dict[str, str]:
+    """The Airflow run a published partition links to (stable across clears and retries of the run)."""
+    run = get_current_context()["dag_run"]
+    return {"dag_id": run.dag_id, "run_id": run.run_id}
+
+
+def report_lineage(inputs: list[str | None], outputs: list[str | None]) -> None:
+    """Tell Airflow's hook-lineage collector what the task read and wrote, for OpenLineage events.
+
+    The OpenLineage provider has no extractor for Python tasks; it falls back to these collected assets,
+    so the run events carry the task's real inputs and outputs (s3:// objects, warehouse relations).
+    Lineage is observability: a failure to collect it is logged, never fails the task.
+    """
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        collector, task_ = get_hook_lineage_collector(), get_current_context()["task"]
+        for uri in filter(None, inputs):
+            collector.add_input_asset(context=task_, uri=uri)
+        for uri in filter(None, outputs):
+            collector.add_output_asset(context=task_, uri=uri)
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        log.warning("lineage not collected: %s", exc)
 
 
 def pinned_version() -> str | None:
@@ -121,7 +157,8 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             name=name, description=spec.description, kind=spec.kind, frequency=spec.frequency,
             owner=spec.owner, consumers=", ".join(spec.consumers) or "-", select=spec.transform.select,
             suite=spec.validation.suite, folds=spec.backtest.folds, window=spec.monitoring.window_days,
-            asset=asset.name),
+            asset=asset.name, approval=APPROVAL_DOC.format(hours=spec.approval.timeout_hours)
+            if spec.approval.required else ""),
         params={"model_version": Param(None, type=["null", "string"],
                                        description="Pin a registered model version for this run; "
                                                    "empty = the champion as of the logical date.")},
@@ -135,12 +172,37 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             spec_, settings, store = _io(name)
             return p.land_raw(spec_, run_date_from_context(), settings, store)
 
-        @task(pool=WAREHOUSE_POOL)
+        @task.branch(task_id="check_freshness", pool=WAREHOUSE_POOL)
+        def check_freshness() -> str:
+            """dbt source freshness as of D: error blocks (task fails) unless the spec publishes stale;
+            a warning or a stale publication takes the visible ``freshness_warning`` path."""
+            from mlplatform import pipeline as p
+
+            spec_, settings, store = _io(name)
+            result = p.check_freshness(spec_, run_date_from_context(), settings, store)
+            return FRESH_TASK if result["status"] == "pass" else WARN_TASK
+
+        @task(task_id=FRESH_TASK)
+        def sources_fresh() -> str:
+            return "every source is within its freshness thresholds as of the run date"
+
+        @task(task_id=WARN_TASK)
+        def freshness_warning() -> dict:
+            from mlplatform import pipeline as p
+
+            spec_, _, store = _io(name)
+            summary = p.run_freshness(spec_, run_date_from_context(), store)
+            log.warning("%s: source freshness %s: %s", name, summary["status"], "; ".join(summary["messages"]))
+            return summary
+
+        @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed_min_one_success")
         def build_features() -> dict:
             from mlplatform import pipeline as p
 
             spec_, settings, store = _io(name)
-            return p.build_features(spec_, run_date_from_context(), settings, store)
+            result = p.build_features(spec_, run_date_from_context(), settings, store)
+            report_lineage([], [result["snapshot_uri"], result.get("dbt_invocation_uri")])
+            return result
 
         @task
         def validate_features() -> dict:
@@ -181,7 +243,9 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
 
             spec_, _, store = _io(name)
             actor, run_id = actor_from_context()
-            return p.train_model(spec_, run_date_from_context(), store, actor=actor, run_id=run_id)
+            result = p.train_model(spec_, run_date_from_context(), store, actor=actor, run_id=run_id)
+            report_lineage([result.get("training_data")], [result.get("model_uri")])
+            return result
 
         @task(task_id=NO_RETRAIN_TASK)
         def keep_champion() -> str:
@@ -192,17 +256,33 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             from mlplatform import pipeline as p
 
             spec_, _, store = _io(name)
-            result = p.score_and_publish(spec_, run_date_from_context(), store, pinned_version())
+            result = p.score_and_publish(spec_, run_date_from_context(), store, pinned_version(), run=run_ref())
+            report_lineage([result["features_snapshot"], result["model_uri"]], [result["partition_uri"]])
             get_current_context()["outlet_events"][asset].extra = {
                 "run_date": result["run_date"], "partition_uri": result["partition_uri"],
                 "model_version": result["model_version"], "rows": result["rows"]}
             return result
 
         checks = validate_features()
-        land_raw() >> build_features() >> checks
+        features = build_features()
+        if spec.freshness.sources:
+            landed, fresh = land_raw(), check_freshness()
+            landed >> fresh >> [sources_fresh(), freshness_warning()] >> features
+        else:
+            land_raw() >> features
+        features >> checks
         branch = decide_retrain()
         checks >> [monitor_drift(), evaluate_accuracy()] >> branch
-        branch >> [train_model(), keep_champion()] >> score_and_publish()
+        trained, kept, publish = train_model(), keep_champion(), score_and_publish()
+        branch >> [trained, kept]
+        if spec.approval.required:
+            from mlplatform_airflow.approval import PromotionApprovalOperator
+
+            approve = PromotionApprovalOperator(task_id=APPROVAL_TASK, spec=spec)
+            trained >> approve
+            [trained, approve, kept] >> publish
+        else:
+            [trained, kept] >> publish
 
     return pipeline()
 
@@ -293,6 +373,44 @@ def build_rollback_dag(use_cases: list[str]):
     return rollback()
 
 
+def build_maintenance_dag(specs: list[UseCaseSpec]):
+    """Daily housekeeping: each use case's retention policy, as of the logical date (dry run by param)."""
+
+    @dag(
+        dag_id="mlplatform_maintenance",
+        schedule="@daily",
+        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlplatform", "operations", "governance"],
+        doc_md="# Maintenance\n\nApplies each use case's `retention` policy (raw days, quarantine, reports, "
+               "model versions) as of the logical date. It never removes a published partition, anything a "
+               "published manifest references, or a version a current alias (or any published date's "
+               "champion) points to. Every removal, and every old item kept because it is referenced, is in "
+               "`s3://<bucket>/<use case>/maintenance/` and the task log. Trigger with `dry_run: true` to see "
+               "the plan without deleting.",
+        params={"dry_run": Param(False, type="boolean", description="Report what would go; delete nothing.")},
+    )
+    def maintenance():
+        for spec in specs:
+            @task(task_id=f"retention__{spec.name}", pool=WAREHOUSE_POOL)
+            def apply_retention(use_case: str = spec.name) -> dict:
+                from mlplatform import retention
+
+                spec_, settings, store = _io(use_case)
+                dry_run = bool((get_current_context().get("params") or {}).get("dry_run"))
+                report = retention.apply(spec_, store, settings, run_date_from_context(), dry_run=dry_run)
+                return {"counts": report["counts"], "report_uri": report.get("report_uri"), "dry_run": dry_run}
+
+            apply_retention()
+
+    return maintenance()
+
+
+def _has_retention(spec: UseCaseSpec) -> bool:
+    return any(v is not None for v in spec.retention.model_dump().values())
+
+
 def register_all(namespace: dict) -> dict[str, str]:
     """Build every DAG into ``namespace``; return {file: error} for invalid specs.
 
@@ -306,4 +424,7 @@ def register_all(namespace: dict) -> dict[str, str]:
         if spec.publish.rollups and spec.kind == "forecast":
             namespace[f"{spec.dag_id}__rollups"] = build_rollup_dag(spec)
     namespace["mlplatform_model_rollback"] = build_rollback_dag([s.name for s in specs])
+    retained = [s for s in specs if _has_retention(s)]
+    if retained:
+        namespace["mlplatform_maintenance"] = build_maintenance_dag(retained)
     return {str(p): m for p, m in errors.items()}

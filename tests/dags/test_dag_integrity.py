@@ -59,7 +59,12 @@ def test_demand_dag_chains_the_stages_and_branches_on_retraining(dagbag, tmp_pat
 
     dag = dagbag.dags["demand_forecast"]
     t = dag.get_task
-    assert t("build_features").upstream_task_ids == {"land_raw"}
+    # dbt source freshness as of the run date; a warning takes the visible freshness_warning path
+    assert t("check_freshness").upstream_task_ids == {"land_raw"}
+    assert t("check_freshness").downstream_task_ids == {"sources_fresh", "freshness_warning"}
+    assert type(t("check_freshness")).__name__ == "_BranchPythonDecoratedOperator"
+    assert t("build_features").upstream_task_ids == {"sources_fresh", "freshness_warning"}
+    assert t("build_features").trigger_rule == "none_failed_min_one_success"
     assert t("validate_features").downstream_task_ids == {"monitor_drift", "evaluate_accuracy"}
     assert t("decide_retrain").upstream_task_ids == {"monitor_drift", "evaluate_accuracy"}
     assert t("decide_retrain").downstream_task_ids == {"train_model", "keep_champion"}
@@ -68,11 +73,13 @@ def test_demand_dag_chains_the_stages_and_branches_on_retraining(dagbag, tmp_pat
     assert type(t("decide_retrain")).__name__ == "_BranchPythonDecoratedOperator"
     # `mlplatform run` and the benchmarks run the same stages in the same order without Airflow
     settings = load_settings({"MLPLATFORM_DATA_DIR": str(tmp_path)})
-    order = [task.task_id for task in dag.topological_sort() if task.task_id != "keep_champion"]
+    order = [task.task_id for task in dag.topological_sort()
+             if task.task_id not in ("keep_champion", "sources_fresh", "freshness_warning")]
     names = [name for name, _ in stage_calls(get_spec("demand_forecast"), None, settings, None)]
     assert sorted(names) == sorted(order) and names.index("decide_retrain") < names.index("train_model")
     assert t("land_raw").pool == C.WAREHOUSE_POOL
     assert t("build_features").pool == C.WAREHOUSE_POOL
+    assert t("check_freshness").pool == C.WAREHOUSE_POOL
     assert "model_version" in dag.params
 
 

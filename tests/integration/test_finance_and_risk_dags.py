@@ -107,3 +107,30 @@ def test_risk_model_is_compared_with_the_logistic_baseline_on_log_loss_auc_and_c
     assert m["model"]["roc_auc"] > 0.7 and m["model"]["calibration_error"] < 0.05
     card = store.get_bytes(champion["artifact"]["model_card_uri"].split(f"s3://{store.bucket}/")[1]).decode()
     assert "| log_loss |" in card and "credit-risk-analytics" in card
+
+
+def test_a_stale_review_feed_publishes_risk_scores_flagged_stale(risk_run, store):
+    """``freshness.on_error: publish_stale`` on the credit use case, whose scores need no daily
+    completeness: reviews landed through 07-01 only, run 07-05 (newest review 4 days old, error after 2).
+    The run goes on, scores with the champion and publishes with ``stale: true`` and the verdict."""
+    from datetime import date
+
+    from mlplatform import pipeline
+    from mlplatform.spec import FreshnessSpec, FreshnessThreshold
+
+    freshness = FreshnessSpec(sources={"credit_reviews": FreshnessThreshold(warn_after_days=1, error_after_days=2)},
+                              on_error="publish_stale")
+    spec = risk_run.model_copy(update={"freshness": freshness})
+    settings, landed_to, run_date = load_settings(), date(2025, 7, 1), date(2025, 7, 5)
+    pipeline.land_raw(spec, landed_to, settings, store)
+    verdict = pipeline.check_freshness(spec, run_date, settings, store)
+    assert (verdict["status"], verdict["blocking"], verdict["stale"]) == ("error", False, True)
+    assert verdict["sources"]["credit_reviews"]["newest"] == landed_to.isoformat()
+    pipeline.build_features(spec, run_date, settings, store)
+    pipeline.validate_features(spec, run_date, store)
+    published = pipeline.score_and_publish(spec, run_date, store)
+    manifest = read_manifest(store, Layout(spec.name).forecasts(run_date))
+    assert published["stale"] is True and manifest["stale"] is True
+    assert manifest["freshness"]["sources"]["credit_reviews"] == {"newest": "2025-07-01", "age_days": 4,
+                                                                  "status": "error"}
+    assert pipeline.run_summary(spec, run_date, store)["stale"] is True

@@ -13,7 +13,8 @@ always ends every process the stack started (process groups, then any leftover d
 stack's marker variable) and drops the database.
 
 The use-case folder holds a shortened ``demand_forecast`` spec (2 stores x 4 SKUs, history from
-2024-09-01, a 240-day training window, no task retries), so a DAG run takes seconds, not minutes, and a
+2024-09-01, a 240-day training window, no task retries) and ``demand_approval``, its copy with
+``approval: required``, so a DAG run takes seconds, not minutes, and a
 failing task fails the run at once instead of waiting out the 5-minute retry delay.
 """
 
@@ -41,6 +42,10 @@ from postgres_support import create_database, drop_database, sqlalchemy_url, war
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 USE_CASE = "demand_forecast"
+# Same data, but promotions wait for a person (ApprovalOperator); retrains every run; a 72 s answer window
+# so the timeout case finishes in a test.
+APPROVAL_USE_CASE = "demand_approval"
+APPROVAL_TIMEOUT_H = 0.02
 ADMIN = "admin"
 REDIS_URL = os.environ.get("MLPLATFORM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MARKER = "MLPLATFORM_SYSTEM_STACK"  # env var carrying the stack id: finds every process a stack started
@@ -65,6 +70,10 @@ def write_short_spec(directory: Path) -> Path:
     spec["model"]["training_window"] = SHORT_TRAINING_WINDOW
     spec["retries"] = 0
     (directory / f"{USE_CASE}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    approval = {**spec, "name": APPROVAL_USE_CASE, "approval": {"mode": "required", "timeout_hours": APPROVAL_TIMEOUT_H},
+                "retrain": {**spec.get("retrain", {}), "every_days": 1},
+                "description": "System-test copy of demand_forecast whose promotions need a person's approval."}
+    (directory / f"{APPROVAL_USE_CASE}.yaml").write_text(yaml.safe_dump(approval, sort_keys=False))
     return directory
 
 
