@@ -50,6 +50,10 @@ def weed_binary() -> str:
     return found
 
 
+# Volume slots of the local server: one volume per bucket (see SeaweedS3.command).
+MAX_VOLUMES = 2000
+
+
 @dataclass
 class SeaweedS3:
     """One `weed mini` process: master, volume, filer and S3 gateway on loopback."""
@@ -80,6 +84,9 @@ class SeaweedS3:
             f"-filer.port.grpc={grpc(self.filer_port)}", f"-admin.port={self.admin_port}",
             f"-admin.port.grpc={grpc(self.admin_port)}", "-admin.ui=false", "-webdav=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+            # One volume per bucket (collection); the auto-configured limit ran out at ~74 buckets, which a
+            # test session (one bucket per world copy and per system stack) exceeds. Volumes are sparse files.
+            f"-volume.max={MAX_VOLUMES}",
             *( [f"-bucket={','.join(self.buckets)}"] if self.buckets else [] ),
         ]
 
