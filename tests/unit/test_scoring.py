@@ -184,3 +184,31 @@ def test_a_model_of_another_frequency_is_not_served(monthly, model):
     features, calendar, monthly_spec, _ = monthly
     with pytest.raises(ModelNotAvailableError, match="daily periods but the spec's frequency is monthly"):
         list(forecast_chunks(model, features, calendar, monthly_spec, last_date(features), 1_000))
+
+
+# ------------------------------------------------------------------------ row order of the features
+
+
+def _sorted(chunks):
+    return pd.concat(chunks).sort_values(["store_id", "sku_id", "horizon"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("layout", ["shuffled", "series_split", "time_reversed"])
+def test_forecasts_do_not_depend_on_the_row_order_of_the_features(model, data, spec, layout):
+    """Snapshots are sorted by series then time, and scoring then indexes each series by two offsets (memory
+    flat in the input size); any other order takes the general index and gives the same forecasts."""
+    from mlplatform.scoring import _series_segments
+
+    features, _ = data
+    assert _series_segments(features, spec) is not None  # the sorted frame takes the offsets path
+    if layout == "shuffled":
+        other = features.sample(frac=1.0, random_state=3)
+    elif layout == "series_split":  # one series' early rows moved to the end: two runs of one series
+        first = (features["store_id"] == features["store_id"].iloc[0]) & (features["sku_id"] == features["sku_id"].iloc[0])
+        early = first & (features["sales_date"] < features["sales_date"].min() + 30 * DAY)
+        other = pd.concat([features[~early], features[early]])
+    else:
+        other = features.iloc[::-1]
+    assert _series_segments(other, spec) is None
+    pd.testing.assert_frame_equal(_sorted(_score(model, data, spec, 1_000)),
+                                  _sorted(_score(model, data, spec, 1_000, features=other)))
