@@ -25,18 +25,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from datetime import date, datetime, timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # noqa: E402 - the bench folder is not a package
+    Harness,
+    current_rss_mb,
+    machine_info,
+    object_store,
+    peak_rss_mb,
+    settings_for,
+    worker_main,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
@@ -58,16 +64,6 @@ SMOKE = {"parse_repeats": 1, "score_series": 200, "drift_rows": 5_000, "drift_co
 # =============================================================================================== helpers
 
 
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
 def _spec(payload: dict | None = None):
     """The demand_forecast spec; with stores/skus/days in payload, resized (history ending on RUN_DATE)."""
     from mlplatform.spec import get_spec
@@ -83,22 +79,6 @@ def _spec(payload: dict | None = None):
                 **spec.model.params, "max_iter": 20}})
         spec = spec.model_copy(update=update)
     return spec, run_date
-
-
-def _store(bucket: str):
-    from mlplatform import constants as C
-    from mlplatform.storage import ObjectStore, client_from_connection_uri
-
-    store = ObjectStore(client_from_connection_uri(os.environ["AIRFLOW_CONN_" + C.DEFAULT_S3_CONN_ID.upper()]),
-                        bucket)
-    store.ensure_bucket()
-    return store
-
-
-def _settings(data_dir: str):
-    from mlplatform.settings import load_settings
-
-    return load_settings({"MLPLATFORM_DATA_DIR": data_dir})
 
 
 # =============================================================================================== workers
@@ -193,7 +173,7 @@ def worker_score(payload: dict) -> dict:
     from mlplatform.scoring import forecast_chunks
 
     spec, run_date = _spec()
-    store = _store(payload["bucket"])
+    store = object_store(payload["bucket"])
     model = _scoring_model(spec, payload["smoke"])
     from mlplatform.forecasting import required_history_periods
 
@@ -322,7 +302,7 @@ def _timed_stages(spec, run_date, settings, store) -> list[dict]:
 def worker_scale(payload: dict) -> dict:
     """Every stage of the demand use case, in DAG order, at one size (one process: cumulative peak RSS)."""
     spec, run_date = _spec(payload)
-    settings, store = _settings(payload["data_dir"]), _store(payload["bucket"])
+    settings, store = settings_for(payload["data_dir"]), object_store(payload["bucket"])
     t0 = time.perf_counter()
     stages = _timed_stages(spec, run_date, settings, store)
     return {"stores": payload["stores"], "skus": payload["skus"], "days": payload["days"],
@@ -374,15 +354,6 @@ WORKERS = {"parse": worker_parse, "score": worker_score, "drift": worker_drift, 
            "dagrun": worker_dagrun}
 
 
-def worker_main(name: str, payload: str, out: str) -> int:
-    try:
-        result = WORKERS[name](json.loads(payload))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
-        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
-    Path(out).write_text(json.dumps(result, default=str))
-    return 0
-
-
 # ========================================================================================== orchestrator
 
 TRIVIAL_DAG = '''\
@@ -427,10 +398,8 @@ class FigureBench:
                 self.sizes[key] = value
         if args.scale_multipliers:
             self.sizes["scale_multipliers"] = [int(x) for x in args.scale_multipliers.split(",")]
-        self.root = Path(tempfile.mkdtemp(prefix="mlplatform-figures-"))
-        self.server = None
-        self.env: dict[str, str] = {}
-        self.counter = 0
+        self.harness = Harness(Path(__file__), "mlplatform-figures-", keep=args.keep)
+        self.root = self.harness.root
         self.figures: dict = {}
         self.details: dict = {}
         self.scale_runs: list[dict] = []
@@ -439,51 +408,19 @@ class FigureBench:
         if not self.args.quiet:
             print(text, flush=True)
 
-    def start(self) -> None:
-        from mlplatform.localstack import SeaweedS3, airflow_env, free_port
+    @property
+    def env(self) -> dict[str, str]:
+        return self.harness.env
 
-        self.server = SeaweedS3(self.root / "seaweedfs", "bench" + secrets.token_hex(4), secrets.token_urlsafe(24))
-        self.server.start(timeout=90)
-        passwords = self.root / "passwords.json"
-        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLPLATFORM_"))}
-        self.env.update(airflow_env(
-            airflow_home=self.root / "airflow", data_dir=self.root / "data",
-            s3_connection_json=self.server.connection_json(), jwt_secret=secrets.token_urlsafe(64),
-            passwords_file=passwords, api_port=free_port()))
-        self.env.update({"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MLPLATFORM_TRAINING_THREADS": "1"})
+    def start(self) -> None:
+        # one OpenMP thread and one training thread per measurement: ratios, not this box's core count
+        self.harness.start({"OMP_NUM_THREADS": "1", "MLPLATFORM_TRAINING_THREADS": "1"})
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-        if self.args.keep:
-            print(f"kept {self.root}")
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
+        self.harness.stop()
 
     def worker(self, name: str, payload: dict, env: dict | None = None, timeout: float = 3600) -> dict:
-        try:
-            return self._worker(name, payload, env, timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"worker {name} timed out after {timeout} s (size not measured)"}
-
-    def _worker(self, name: str, payload: dict, env: dict | None, timeout: float) -> dict:
-        self.counter += 1
-        out = self.root / "results" / f"{self.counter:02d}-{name}.json"
-        log = self.root / "logs" / f"{self.counter:02d}-{name}.log"
-        out.parent.mkdir(exist_ok=True)
-        log.parent.mkdir(exist_ok=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--payload", json.dumps(payload),
-               "--out", str(out)]
-        t0 = time.perf_counter()
-        with open(log, "wb") as fh:
-            proc = subprocess.run(cmd, env=env or self.env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout,
-                                  cwd=self.root, check=False)
-        wall = round(time.perf_counter() - t0, 3)
-        if not out.exists():
-            return {"error": f"worker {name} exited with {proc.returncode} without a result",
-                    "log_tail": log.read_text(errors="replace")[-3000:], "process_wall_s": wall}
-        return {**json.loads(out.read_text()), "process_wall_s": wall}
+        return self.harness.worker(name, payload, env, timeout)
 
     # ----------------------------------------------------------------------------------------- figures
     def fig_dag_parse(self) -> dict:
@@ -648,7 +585,7 @@ class FigureBench:
 
     def run(self) -> dict:
         started = time.perf_counter()
-        machine = machine_info()
+        machine = machine_info(run_date=RUN_DATE, use_case=USE_CASE)
         self.start()
         try:
             wanted = self.args.figures
@@ -674,29 +611,6 @@ class FigureBench:
                 "details": {"smoke": self.args.smoke, "sizes": self.sizes, "run_date": RUN_DATE,
                             "total_runtime_s": round(time.perf_counter() - started, 1),
                             "loadavg_end": list(os.getloadavg())}}
-
-
-def machine_info() -> dict:
-    from importlib.metadata import version
-
-    model = platform.processor() or "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as fh:
-        mem_kb = int(fh.readline().split()[1])
-    pkgs = {}
-    for pkg in ("apache-airflow", "dbt-core", "duckdb", "pandas", "pyarrow", "scikit-learn", "evidently"):
-        try:
-            pkgs[pkg] = version(pkg)
-        except Exception:  # noqa: BLE001
-            pkgs[pkg] = None
-    return {"cores": os.cpu_count(), "ram_gb": round(mem_kb / 2**20, 1), "cpu_model": model,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "started": datetime.now().isoformat(timespec="seconds"), "loadavg_start": list(os.getloadavg()),
-            "packages": pkgs}
 
 
 def markdown_table(results: dict) -> str:
@@ -765,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return worker_main(args.worker, args.payload, args.out)
+        return worker_main(WORKERS, args.worker, args.payload, args.out)
     return run_figures(args)
 
 

@@ -39,21 +39,30 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import re
-import resource
-import secrets
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import traceback
 from datetime import date, datetime, timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # noqa: E402 - the bench folder is not a package
+    CpuMeter,
+    Harness,
+    current_rss_mb,
+    loadavg,
+    machine_info,
+    object_store,
+    peak_rss_mb,
+    settings_for,
+    worker_main,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
@@ -73,47 +82,6 @@ COSMOS_DAG_ID = "bench_dbt_cosmos"
 # =============================================================================================== helpers
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        resident_pages = int(fh.read().split()[1])
-    return round(resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-class CpuMeter:
-    """CPU used by *other* processes while a measurement ran, in cores (0 = the machine was ours alone).
-
-    System-wide busy time from /proc/stat minus this process's and its waited-for children's CPU time.
-    """
-
-    def __init__(self) -> None:
-        self.start = (self._busy_s(), self._own_s(), time.perf_counter())
-
-    @staticmethod
-    def _busy_s() -> float:
-        with open("/proc/stat") as fh:
-            v = [int(x) for x in fh.readline().split()[1:9]]
-        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-
-    @staticmethod
-    def _own_s() -> float:
-        own = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        return sum(r.ru_utime + r.ru_stime for r in own)
-
-    def others_cores(self) -> float:
-        busy, own, wall = self._busy_s(), self._own_s(), time.perf_counter()
-        elapsed = max(wall - self.start[2], 1e-6)
-        return round(max(0.0, (busy - self.start[0]) - (own - self.start[1])) / elapsed, 2)
-
-
 def timed(call):
     start = time.perf_counter()
     value = call()
@@ -124,26 +92,6 @@ def spec_and_date():
     from mlplatform.spec import get_spec
 
     return get_spec(USE_CASE), date.fromisoformat(RUN_DATE)
-
-
-def object_store(bucket: str):
-    """An ObjectStore on the benchmark's S3 server (its connection JSON is in the environment)."""
-    from mlplatform import constants as C
-    from mlplatform.storage import ObjectStore, client_from_connection_uri
-
-    store = ObjectStore(client_from_connection_uri(os.environ["AIRFLOW_CONN_" + C.DEFAULT_S3_CONN_ID.upper()]),
-                        bucket)
-    store.ensure_bucket()
-    return store
-
-
-def settings_for(data_dir: str, duckdb_path: str | None = None):
-    from mlplatform.settings import load_settings
-
-    env = {"MLPLATFORM_DATA_DIR": data_dir}
-    if duckdb_path:
-        env["MLPLATFORM_DUCKDB_PATH"] = duckdb_path
-    return load_settings(env)
 
 
 class FitTimer:
@@ -455,15 +403,6 @@ WORKERS = {"parse": worker_parse, "pipeline": worker_pipeline, "scale": worker_s
            "publish": worker_publish, "orch_prepare": worker_orch_prepare, "fit": worker_fit}
 
 
-def worker_main(name: str, payload: str, out: str) -> int:
-    try:
-        result = WORKERS[name](json.loads(payload))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
-        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
-    Path(out).write_text(json.dumps(result, default=str))
-    return 0
-
-
 # =========================================================================================== orchestrator
 
 
@@ -472,56 +411,24 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.root = Path(tempfile.mkdtemp(prefix="mlplatform-bench-"))
-        self.server = None
-        self.env: dict[str, str] = {}
+        self.harness = Harness(Path(__file__), "mlplatform-bench-", keep=args.keep)
+        self.root = self.harness.root
         self.results: dict = {}
-        self.counter = 0
 
-    # ---------------------------------------------------------------------------------------- setup
+    @property
+    def env(self) -> dict[str, str]:
+        return self.harness.env
+
     def start(self) -> None:
-        from mlplatform.localstack import SeaweedS3, airflow_env, free_port
-
-        self.server = SeaweedS3(self.root / "seaweedfs", "bench" + secrets.token_hex(4), secrets.token_urlsafe(24))
-        _, seconds = timed(lambda: self.server.start(timeout=90))
-        passwords = self.root / "passwords.json"
-        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLPLATFORM_"))}
-        self.env.update(airflow_env(
-            airflow_home=self.root / "airflow", data_dir=self.root / "data",
-            s3_connection_json=self.server.connection_json(), jwt_secret=secrets.token_urlsafe(64),
-            passwords_file=passwords, api_port=free_port()))
-        self.env["PYTHONWARNINGS"] = "ignore"
+        seconds = self.harness.start()
         self.results["setup"] = {"s3_start_s": seconds, "temp_dir": str(self.root)}
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-        if self.args.keep:
-            print(f"kept {self.root}")
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
+        self.harness.stop()
 
-    # -------------------------------------------------------------------------------------- workers
     def worker(self, name: str, payload: dict, env: dict | None = None, timeout: float = 900) -> dict:
-        """Run one worker in a fresh interpreter; its log goes to the temp dir; return its JSON result."""
-        self.counter += 1
-        out = self.root / "results" / f"{self.counter:02d}-{name}.json"
-        log = self.root / "logs" / f"{self.counter:02d}-{name}.log"
-        out.parent.mkdir(exist_ok=True)
-        log.parent.mkdir(exist_ok=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--payload", json.dumps(payload),
-               "--out", str(out)]
-        start, cpu = time.perf_counter(), CpuMeter()
-        with open(log, "wb") as fh:
-            proc = subprocess.run(cmd, env=env or self.env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout,
-                                  cwd=self.root, check=False)
-        wall = round(time.perf_counter() - start, 2)
-        meta = {"process_wall_s": wall, "other_processes_cpu_cores": cpu.others_cores()}
-        if not out.exists():
-            return {"error": f"worker {name} exited with {proc.returncode} without a result",
-                    "log_tail": log.read_text(errors="replace")[-3000:], **meta}
-        return {**json.loads(out.read_text()), **meta}
+        """Run one worker in a fresh interpreter (see harness.Harness.worker)."""
+        return self.harness.worker(name, payload, env, timeout)
 
     def section(self, name: str, call) -> None:
         print(f"\n=== {name} (load average {loadavg()}) ...", flush=True)
@@ -628,7 +535,7 @@ class Bench:
 
     def run(self) -> None:
         started = time.perf_counter()
-        self.results["meta"] = machine_info()
+        self.results["meta"] = machine_info(run_date=RUN_DATE, use_case=USE_CASE)
         self.start()
         try:
             for name in self.args.sections:
@@ -806,23 +713,6 @@ def task_run_seconds(log: Path) -> float | None:
     if not stamps["start"] or not stamps["update"]:
         return None
     return round((max(stamps["update"]) - min(stamps["start"])).total_seconds(), 2)
-
-
-def machine_info() -> dict:
-    from importlib.metadata import version
-
-    pkgs = {}
-    for pkg in ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-duckdb", "duckdb", "pandas", "pyarrow",
-                "scikit-learn", "great-expectations", "evidently"):
-        try:
-            pkgs[pkg] = version(pkg)
-        except Exception:  # noqa: BLE001
-            pkgs[pkg] = None
-    with open("/proc/meminfo") as fh:
-        mem_kb = int(fh.readline().split()[1])
-    return {"started": datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "memory_gb": round(mem_kb / 2**20, 1), "platform": platform.platform(),
-            "loadavg_start": loadavg(), "run_date": RUN_DATE, "use_case": USE_CASE, "packages": pkgs}
 
 
 # ============================================================================================= reporting
@@ -1032,7 +922,7 @@ def write_results(results: dict) -> None:
     lines = [
         "# Benchmark results", "",
         f"Generated by `make bench` (bench/run_benchmarks.py) on {meta['started']}: Python {meta['python']}, "
-        f"{meta['cpus']} CPUs, {meta['memory_gb']} GB RAM. Total runtime {meta.get('total_runtime_s')} s. "
+        f"{meta['cores']} CPUs, {meta['ram_gb']} GB RAM. Total runtime {meta.get('total_runtime_s')} s. "
         f"Load average at start {meta['loadavg_start']}, at end {meta.get('loadavg_end')} "
         "(other processes on the machine inflate wall times).", "",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()), "",
@@ -1088,13 +978,12 @@ def main(argv: list[str] | None = None) -> int:
     --smoke, --output, --figures and the size flags). With --sections: the detailed sections below."""
     argv = sys.argv[1:] if argv is None else argv
     if not any(a == "--worker" or a.startswith("--sections") for a in argv):
-        sys.path.insert(0, str(BENCH_DIR))
         import figures
 
         return figures.main(argv)
     args = parse_args(argv)
     if args.worker:
-        return worker_main(args.worker, args.payload, args.out)
+        return worker_main(WORKERS, args.worker, args.payload, args.out)
     print(textwrap.dedent(f"""\
         mlplatform benchmarks: sections {', '.join(args.sections)}; run date {RUN_DATE}
         (each measurement in its own process; everything in a temporary directory)"""), flush=True)
