@@ -75,6 +75,8 @@ demo: airflow-init ## run every use case's DAG for PREV_DATE and RUN_DATE (+ the
 	    echo "DAG run did not succeed: full log in $$log"; exit 1; }; \
 	  echo "DAG $$uc succeeded in $$(( $$(date +%s) - start )) s (log: $$log)"; \
 	done; mlplatform summary $$uc $(RUN_DATE); echo; done; \
+	echo "Where the published $(firstword $(DEMO_USE_CASES)) numbers for $(RUN_DATE) came from (mlplatform lineage):"; \
+	mlplatform lineage $(firstword $(DEMO_USE_CASES)) $(RUN_DATE); echo; \
 	if [[ " $(DEMO_USE_CASES) " == *" revenue_forecast "* ]]; then \
 	  echo "Running the downstream consumer revenue_forecast__rollups for $(RUN_DATE)..."; \
 	  airflow dags test revenue_forecast__rollups $(RUN_DATE) -c '{"run_date": "$(RUN_DATE)"}' \

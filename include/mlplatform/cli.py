@@ -247,8 +247,25 @@ def format_summary(summary: dict) -> str:
         f"retrain         {triggers}",
         _accuracy_line(acc),
         *_landing_lines(summary.get("landing")),
+        *_governance_lines(summary),
     ]
     return "\n".join(lines)
+
+
+def _governance_lines(summary: dict) -> list[str]:
+    """Source freshness as of the date (and a stale flag) and the human approval decision, when configured."""
+    lines = []
+    fresh = summary.get("freshness")
+    if fresh:
+        ages = ", ".join(f"{t} {s['age_days']} d ({s['status']})" for t, s in fresh["sources"].items())
+        lines.append(f"freshness       {fresh['status']}{'  STALE: published flagged stale' if summary.get('stale') else ''}"
+                     f"  [{ages}]")
+    decision = summary.get("approval")
+    if decision:
+        who = (decision.get("approver") or {}).get("name")
+        lines.append(f"approval        {decision['outcome']} {decision.get('to_version', '')}"
+                     + (f" by {who} at {decision.get('responded_at')}" if who else ""))
+    return lines
 
 
 def _landing_lines(landing: dict | None) -> list[str]:

@@ -1,0 +1,29 @@
+"""`mlplatform summary` shows the governance state of a run: freshness (and a stale flag) and the approval."""
+
+from __future__ import annotations
+
+from mlplatform.cli import format_summary
+
+BASE = {
+    "use_case": "demand_forecast", "kind": "forecast", "run_date": "2025-06-30",
+    "forecasts_uri": "s3://mlplatform/demand_forecast/forecasts/run_date=2025-06-30/", "rows": 10, "files": 1,
+    "model_version": "v20250630-abc", "backtest": {"metric": "wape", "model": {"wape": 0.4}, "baseline": {"wape": 0.6}},
+    "validation": {"success": True, "result_uri": "s3://x/result.json"}, "drift": None, "retrain": None,
+    "accuracy": None, "landing": None,
+}
+
+
+def test_summary_shows_stale_freshness_and_who_approved() -> None:
+    summary = {**BASE, "stale": True,
+               "freshness": {"status": "error", "sources": {"retail_sales": {"newest": "2025-06-27", "age_days": 3,
+                                                                             "status": "error"}}},
+               "approval": {"outcome": "approved", "to_version": "v20250630-abc",
+                            "approver": {"id": "alice", "name": "alice"}, "responded_at": "2025-06-30T09:30:00+00:00"}}
+    text = format_summary(summary)
+    assert "freshness       error  STALE: published flagged stale  [retail_sales 3 d (error)]" in text
+    assert "approval        approved v20250630-abc by alice at 2025-06-30T09:30:00+00:00" in text
+
+
+def test_summary_without_governance_sections_has_no_governance_lines() -> None:
+    text = format_summary({**BASE, "freshness": None, "approval": None})
+    assert "freshness" not in text and "approval" not in text
