@@ -29,8 +29,19 @@ PACKAGES = ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-duckdb", "du
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident set size of this process since it started or since ``reset_peak_rss`` (VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # pragma: no cover
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak (Linux: 5 > /proc/self/clear_refs), so a measurement's peak is not the peak of what
+    ran before it in the process (e.g. generating its input, whose transient peak is larger at 16x)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def current_rss_mb() -> float:
