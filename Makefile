@@ -58,8 +58,8 @@ local: install ## write .local/local.env for PROFILE (credentials generated once
 s3: local ## start the local SeaweedFS S3 server on loopback (idempotent)
 	@$(ENV) && mlplatform local s3-start
 
-s3-stop: ## stop the local S3 server
-	@$(ENV) && mlplatform local s3-stop
+s3-stop: ## stop the local S3 server (nothing to do before `make local` ever ran)
+	@if [ -f .local/local.env ]; then $(ENV) && mlplatform local s3-stop; fi
 
 airflow-init: s3 ## Airflow home in .airflow, metadata DB (SQLite, or Postgres with PROFILE=team), warehouse pool
 	@$(ENV) && airflow db migrate >/dev/null && \
