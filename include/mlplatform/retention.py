@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "retention.json"
 MAINTENANCE_PREFIX = "{use_case}/maintenance/run_date={run_date}"
-# Reports: the run-dated report prefixes of Layout (validation, monitoring, accuracy, lifecycle) plus
+# Reports: the run-dated report prefixes of Layout (validation, monitoring, accuracy, lifecycle, lineage) plus
 # ingest's landing report. Alerts (``alerts/accuracy-D.json``) are reports too, dated by their name.
 LANDING = "landing"
 QUARANTINE = "quarantine"
@@ -355,7 +355,8 @@ def _partition_plan(plan: RetentionPlan, partitions: dict[str, list[str]], categ
 def report_roots(layout: Layout) -> list[str]:
     """The prefixes under which run-dated reports live (``<uc>/<kind>/``)."""
     day = date(2000, 1, 1)
-    dated = (layout.validation(day), layout.monitoring(day), layout.accuracy(day), layout.lifecycle(day))
+    dated = (layout.validation(day), layout.monitoring(day), layout.accuracy(day), layout.lifecycle(day),
+             layout.lineage(day))
     return [p.split("run_date=")[0] for p in dated] + [f"{layout.use_case}/{LANDING}/"]
 
 

@@ -91,6 +91,8 @@ def _reports(store: ObjectStore, layout: Layout, day: date) -> None:
     store.put_bytes(f"{layout.accuracy(day)}/realised.parquet", b"PAR1")
     store.put_json(f"{layout.lifecycle(day)}/retrain.json", {"retrain": False})
     store.put_json(f"{layout.alerts()}/accuracy-{day}.json", {"alert": "accuracy_decay"})
+    store.put_json(f"{layout.lineage(day)}/dbt_invocation.json", {"invocation_id": f"inv-{day}"})
+    store.put_json(f"{layout.lineage(day)}/airflow_run.json", {"dag_id": UC, "run_id": f"scheduled__{day}"})
 
 
 def _publish(store: ObjectStore, layout: Layout, day: date, version: str) -> None:
@@ -100,7 +102,9 @@ def _publish(store: ObjectStore, layout: Layout, day: date, version: str) -> Non
         "use_case": UC, "run_date": day.isoformat(), "model_version": version,
         "model": {"version": version, "uri": store.uri(f"{layout.model(version)}/model.joblib"),
                   "model_card_uri": store.uri(f"{layout.model(version)}/model_card.md")},
-        "lineage": {"features_snapshot": store.uri(f"{layout.features(day)}/features.parquet")},
+        "lineage": {"features_snapshot": store.uri(f"{layout.features(day)}/features.parquet"),
+                    "dbt_invocation_uri": store.uri(f"{layout.lineage(day)}/dbt_invocation.json"),
+                    "airflow_run_uri": store.uri(f"{layout.lineage(day)}/airflow_run.json")},
         "validation": {"result_uri": store.uri(f"{layout.validation(day)}/result.json")},
         "drift": {"summary_uri": store.uri(f"{mon}/drift.json"), "report_uri": store.uri(f"{mon}/report.html")},
         "partition_uri": store.uri(prefix + "/")})
@@ -135,7 +139,9 @@ def _expected_removed(layout: Layout) -> set[str]:
                    f"{layout.monitoring(UNPUBLISHED)}/report.html",
                    f"{layout.monitoring(UNPUBLISHED)}/evidently_snapshot.json",
                    f"{UC}/landing/run_date={UNPUBLISHED}/report.json", f"{layout.accuracy(UNPUBLISHED)}/summary.json",
-                   f"{layout.accuracy(UNPUBLISHED)}/realised.parquet", f"{layout.lifecycle(UNPUBLISHED)}/retrain.json"}
+                   f"{layout.accuracy(UNPUBLISHED)}/realised.parquet", f"{layout.lifecycle(UNPUBLISHED)}/retrain.json",
+                   # which dbt invocation / Airflow run built a date nothing was published for
+                   f"{layout.lineage(UNPUBLISHED)}/dbt_invocation.json", f"{layout.lineage(UNPUBLISHED)}/airflow_run.json"}
     quarantine = {f"{UC}/quarantine/run_date={d}/retail_sales/{d}-part-000-abcd1234.parquet"
                   for d in (OLD, OLD_QUARANTINE)}
     versions = {f"{layout.model(v)}/{name}" for v in (V_OLD_1, V_OLD_2) for name in VERSION_FILES}
