@@ -35,6 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402 - the bench folder is not a package
+    HEAVY,
+    RUN_DATE,
+    USE_CASE,
     Harness,
     current_rss_mb,
     machine_info,
@@ -48,11 +51,7 @@ from harness import (  # noqa: E402 - the bench folder is not a package
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 DEFAULT_OUTPUT = BENCH_DIR / "results.json"
-RUN_DATE = "2025-06-30"
-USE_CASE = "demand_forecast"
 FIGURES = ("dag_parse", "scoring_throughput", "drift", "orchestration_overhead", "scale", "accuracy_wape")
-HEAVY = ["pandas", "numpy", "sklearn", "scipy", "evidently", "great_expectations", "boto3", "botocore", "duckdb",
-         "pyarrow", "dbt", "joblib", "cosmos"]
 FIGURE_KEYS = ("value", "baseline", "ratio", "unit", "target", "method")
 
 # Sizes: full run and --smoke (seconds; every figure still computed, on tiny data).

@@ -23,6 +23,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+# What every benchmark runs: the demand use case as of this logical date.
+RUN_DATE = "2025-06-30"
+USE_CASE = "demand_forecast"
+# Modules DAG parsing must not import (tests/dags/test_dag_integrity.py's list, plus their companions).
+HEAVY = ["pandas", "numpy", "sklearn", "scipy", "evidently", "great_expectations", "boto3", "botocore", "duckdb",
+         "pyarrow", "dbt", "joblib", "cosmos"]
 # Packages whose versions every result records.
 PACKAGES = ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-duckdb", "duckdb", "pandas", "pyarrow",
             "scikit-learn", "great-expectations", "evidently", "fairlearn")

@@ -53,6 +53,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402 - the bench folder is not a package
+    HEAVY,
+    RUN_DATE,
+    USE_CASE,
     CpuMeter,
     Harness,
     current_rss_mb,
@@ -67,12 +70,7 @@ from harness import (  # noqa: E402 - the bench folder is not a package
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-RUN_DATE = "2025-06-30"
-USE_CASE = "demand_forecast"
 SECTIONS = ("parse", "pipeline", "scale", "publish", "orchestration", "contention")
-# Modules DAG parsing must not import (same list as tests/dags/test_dag_integrity.py, plus their companions).
-HEAVY = ["pandas", "numpy", "sklearn", "scipy", "evidently", "great_expectations", "boto3", "botocore", "duckdb",
-         "pyarrow", "dbt", "joblib", "cosmos"]
 STAGES = ["land_raw", "build_features", "validate_features", "monitor_drift", "evaluate_accuracy", "decide_retrain",
           "train_model", "score_and_publish"]
 SINGLE_DAG_ID = "bench_dbt_single_build"
