@@ -239,7 +239,9 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"use case        {summary['use_case']} ({summary.get('kind', 'forecast')})   run date {summary['run_date']}",
         f"published       {summary['forecasts_uri']}  ({summary['rows']} rows in {summary['files']} file(s))",
-        f"model version   {summary['model_version']}",
+        f"model version   {summary['model_version']}"
+        + (f"  ({summary['model']})" if summary.get("model") else ""),
+        *_fallback_lines(summary.get("fallback")),
         *_backtest_lines(summary["backtest"]),
         f"validation      {'passed' if summary['validation']['success'] else 'FAILED'} "
         f"({summary['validation']['result_uri']})",
@@ -250,6 +252,14 @@ def format_summary(summary: dict) -> str:
         *_governance_lines(summary),
     ]
     return "\n".join(lines)
+
+
+def _fallback_lines(fallback: dict | None) -> list[str]:
+    """A fallback publication says so first: consumers get numbers, clearly marked."""
+    if not fallback:
+        return []
+    return [f"FALLBACK        no version has cleared the gate yet: {fallback['candidate']} serves (rows flagged "
+            f"is_fallback); {fallback['reason']}"]
 
 
 def _governance_lines(summary: dict) -> list[str]:

@@ -45,6 +45,12 @@ TARGET_PREFIX = "target_"
 SEASONAL_LAST = "y_seasonal"
 SEASONAL_MEAN = "y_seasonal_mean"
 SEASONAL_CYCLES = 4
+# Scale-free inputs of the scaled global model: the series' recent level at the origin (mean target over
+# the last min(season, LEVEL_PERIODS) periods) and the targets one and two periods before the origin.
+Y_LEVEL = "y_level"
+Y_LAG_1 = "y_lag_1"
+Y_LAG_2 = "y_lag_2"
+LEVEL_PERIODS = 13
 # Row budget per fitted model (see build_training_set). The demand_forecast spec (48 series, daily,
 # 540-period window, stride 2, H = 14) yields ~175k rows per model; 3 folds + 1 final x 3 quantiles then take
 # ~40 s on two cores, ~11 s with this budget, for about 1 point of backtest WAPE.
@@ -252,10 +258,13 @@ def feature_input_columns(spec: UseCaseSpec) -> list[str]:
 def required_history_periods(spec: UseCaseSpec) -> int:
     """Periods of history before an origin that its features look up (seasonal references).
 
-    The oldest reference is ``SEASONAL_CYCLES`` seasons back; scoring trims the features frame to this
-    window so memory does not grow with the length of history.
+    The oldest reference is ``SEASONAL_CYCLES`` seasons back; the statistical candidates and the series
+    scale of the conformal intervals may look further (``candidates.history_periods``). Scoring trims the
+    features frame to this window so memory does not grow with the length of history.
     """
-    return spec.backtest.season_length * SEASONAL_CYCLES
+    from mlplatform.candidates import history_periods
+
+    return max(spec.backtest.season_length * SEASONAL_CYCLES, history_periods(spec))
 
 
 class _Panel:
@@ -380,6 +389,23 @@ def _seasonal_features(
     return {SEASONAL_LAST: last, SEASONAL_MEAN: mean}
 
 
+def _level_features(panel: _Panel, spec: UseCaseSpec, sid: np.ndarray, origin_period: np.ndarray) -> dict:
+    """Recent level (mean observed target of the last few periods up to the origin) and two lags."""
+    import numpy as np
+
+    periods = max(1, min(spec.backtest.season_length, LEVEL_PERIODS))
+    total = np.zeros(origin_period.shape)
+    count = np.zeros(origin_period.shape)
+    for k in range(periods):
+        values = panel.target_at(sid, origin_period - k, mask_censored=True)
+        ok = np.isfinite(values)
+        total[ok] += values[ok]
+        count += ok
+    level = np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+    return {Y_LEVEL: level, Y_LAG_1: panel.target_at(sid, origin_period - 1, mask_censored=True),
+            Y_LAG_2: panel.target_at(sid, origin_period - 2, mask_censored=True)}
+
+
 def _carried_columns(spec: UseCaseSpec, frame: pd.DataFrame) -> list[str]:
     f = spec.features
     return _unique([*series_columns(frame, f.series_keys), *f.numeric, *f.categorical])
@@ -417,6 +443,7 @@ def _assemble(
         Y_ORIGIN: panel.target[pos],
         **_calendar_features(calendar, spec, panel.periods, target_period),
         **_seasonal_features(panel, spec, sid, target_period, horizon),
+        **_level_features(panel, spec, sid, origin_period),
     }
     return pd.concat([carried, pd.DataFrame(new)], axis=1)
 
@@ -563,18 +590,26 @@ class QuantileForecaster(JoblibSerialisable):
     Only plain Python state is kept besides the estimators (no spec object), so a pickled model stays
     loadable when the spec class evolves. Category levels are learnt at fit time and stored, so the
     encoding at predict time is identical; unseen levels become missing values instead of errors.
+
+    ``quantiles`` overrides the spec's (the forecast candidates fit the P50 only; their intervals are
+    conformal). ``scaled``: targets and the target-derived inputs are divided by each row's recent series
+    level (``y_level``) and predictions multiplied back, so one model serves series of any size and a
+    trend shows as a ratio above one rather than as a level the trees never saw.
     """
 
-    def __init__(self, spec: UseCaseSpec) -> None:
+    def __init__(self, spec: UseCaseSpec, quantiles: list[float] | None = None, scaled: bool = False) -> None:
         f = spec.features
         self.use_case = spec.name
         self.spec_fingerprint = spec.fingerprint()
         self.series_keys = list(f.series_keys)
         self.categorical = list(f.categorical)
+        self.scaled = scaled
+        lags = [Y_LAG_1, Y_LAG_2] if scaled else []
         self.numeric = _unique(
             [
                 *f.numeric,
                 Y_ORIGIN,
+                *lags,
                 HORIZON,
                 *(TARGET_PREFIX + c for c in f.calendar),
                 SEASONAL_LAST,
@@ -582,7 +617,7 @@ class QuantileForecaster(JoblibSerialisable):
             ]
         )
         self.feature_names = _unique([*self.numeric, *self.categorical])
-        self.quantiles = list(spec.model.quantiles)
+        self.quantiles = sorted(quantiles) if quantiles else list(spec.model.quantiles)
         self.quantile_columns = [quantile_column(q) for q in self.quantiles]
         self.params = dict(spec.model.params)
         self.random_state = spec.model.random_state
@@ -590,6 +625,7 @@ class QuantileForecaster(JoblibSerialisable):
         self.frequency = spec.frequency  # horizon and season are counted in periods of this frequency
         self.categories: dict[str, list[str]] = {}
         self.estimators: list[Any] = []
+        self.nonnegative = True
         self.n_training_rows = 0
 
     # --- design matrix
@@ -612,9 +648,21 @@ class QuantileForecaster(JoblibSerialisable):
 
         require_columns(frame, self.feature_names, "supervised")
         data = {col: _as_float(frame[col]) for col in self.numeric}
+        if getattr(self, "scaled", False):  # versions saved before scaling existed are unscaled
+            level = self._level(frame)
+            for col in (Y_ORIGIN, Y_LAG_1, Y_LAG_2, SEASONAL_LAST, SEASONAL_MEAN):
+                data[col] = data[col] / level
         for col in self.categorical:
             data[col] = pd.Categorical(frame[col].astype("string"), categories=self.categories[col])
         return pd.DataFrame(data, columns=self.feature_names)
+
+    @staticmethod
+    def _level(frame: pd.DataFrame) -> np.ndarray:
+        """Each row's divisor: its series' recent level; 1 where the level is missing or not positive."""
+        import numpy as np
+
+        level = _as_float(frame[Y_LEVEL]) if Y_LEVEL in frame.columns else np.ones(len(frame))
+        return np.where(np.isfinite(level) & (level > 0), level, 1.0)
 
     # --- fit / predict
 
@@ -627,6 +675,9 @@ class QuantileForecaster(JoblibSerialisable):
         self._learn_categories(train)
         X = self._design(train)
         y = train[Y].to_numpy(dtype=float)
+        self.nonnegative = bool((y >= 0).all())
+        if self.scaled:
+            y = y / self._level(train)
         self.estimators = []
         for q in self.quantiles:
             est = HistGradientBoostingRegressor(
@@ -646,7 +697,7 @@ class QuantileForecaster(JoblibSerialisable):
         """Quantile forecasts for a supervised frame: ids, origin/target dates, horizon, p10/p50/p90.
 
         Independently fitted quantile models can cross; sorting across quantiles per row restores a
-        valid (monotone) distribution, and demand is clipped at zero.
+        valid (monotone) distribution, and a target never seen below zero is clipped at zero.
         """
         import numpy as np
         import pandas as pd
@@ -658,7 +709,11 @@ class QuantileForecaster(JoblibSerialisable):
             return ids.assign(**{c: pd.Series(dtype=float) for c in self.quantile_columns})
         X = self._design(frame)
         preds = np.column_stack([est.predict(X) for est in self.estimators])
-        preds = np.clip(np.sort(preds, axis=1), 0.0, None)
+        if getattr(self, "scaled", False):
+            preds = preds * self._level(frame)[:, None]
+        preds = np.sort(preds, axis=1)
+        if getattr(self, "nonnegative", True):  # versions saved before this attribute clipped always
+            preds = np.clip(preds, 0.0, None)
         return pd.concat([ids, pd.DataFrame(preds, columns=self.quantile_columns)], axis=1)
 
 

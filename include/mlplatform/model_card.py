@@ -57,6 +57,48 @@ def _cell(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _model_lines(metadata: dict) -> list[str]:
+    model = metadata["model"]
+    if "candidate" not in model:
+        return [f"- **Estimator:** {model['estimator']} {model['params']}"]
+    lines = [f"- **Model:** {model['description']} (chosen by the backtest among the candidates below)"]
+    if model.get("fallback") or metadata["decision"].get("fallback"):
+        lines.append("- **FALLBACK:** this version serves only while no version has cleared the promotion gate; "
+                     "its published rows say `is_fallback: true`")
+    if any(m in ("gbm", "gbm_scaled") for m in model.get("members", [])):
+        lines.append(f"- **Gradient boosting:** {model['estimator']} {model['params']}")
+    return lines
+
+
+def _candidates_section(metrics: dict) -> list[str]:
+    """Every candidate's backtest on the same rows, its interval coverage and fit time, or why it was skipped."""
+    candidates = metrics.get("candidates")
+    if not candidates:
+        return []
+    metric = metrics.get("metric", "wape")
+    rows = [f"## Candidates (same backtest rows; chosen: `{metrics.get('chosen')}`)", "",
+            f"| candidate | {metric} | mase | bias | P-low..P-high coverage | fit seconds | status |",
+            "|---|---|---|---|---|---|---|"]
+    for name, c in candidates.items():
+        label = f"{name} ({', '.join(c['members'])})" if c.get("members") else name
+        rows.append(f"| {label} | {_cell(c.get(metric))} | {_cell(c.get('mase'))} | {_cell(c.get('bias'))} | "
+                    f"{_cell(c.get('coverage'))} | {_cell(c.get('fit_seconds'))} | {c.get('status')} |")
+    cal = metrics.get("calibration") or {}
+    rows += ["", f"Intervals: {cal.get('method', 'conformal')} from {cal.get('n_residuals')} backtest residuals "
+             f"per horizon; coverage above is {'cross-fitted (each fold calibrated on the others)' if cal.get('cross_fitted') else 'in-sample (one fold)'}.",
+             ""]
+    return rows
+
+
+def _limitations(spec: UseCaseSpec) -> list[str]:
+    if spec.kind == "forecast":
+        return ["Trained on the data named above only. Intervals are conformal: calibrated on backtest residuals "
+                "per horizon, they hold on average over series and origins, not for every series; quantiles are "
+                "per row, and sums of quantiles over many rows are not quantiles of the sum. Statistical "
+                "candidates are refitted on each series' recent window at every run."]
+    return ["Trained on the data named above only; scores are per row and their calibration holds on average."]
+
+
 def _champion_section(metrics: dict) -> list[str]:
     cmp = metrics.get("champion")
     if not cmp:
@@ -139,7 +181,7 @@ def render(spec: UseCaseSpec, metadata: dict, stats: dict[str, dict[str, Any]]) 
         f"- **Kind:** {spec.kind} ({spec.frequency})" + (f", horizon {spec.horizon}" if spec.horizon else ""),
         f"- **Owner:** {spec.owner}",
         f"- **Intended consumers:** {', '.join(spec.consumers) or '–'}",
-        f"- **Estimator:** {metadata['model']['estimator']} {metadata['model']['params']}",
+        *_model_lines(metadata),
         f"- **Decision:** {decision['reason']}",
         "",
         "## Training data",
@@ -157,6 +199,7 @@ def render(spec: UseCaseSpec, metadata: dict, stats: dict[str, dict[str, Any]]) 
         "",
         f"Improvement over the baseline: {_cell(m.get('improvement'))} (required {m.get('min_improvement')}).",
         "",
+        *_candidates_section(m),
         *_champion_section(m),
         "",
         *_fairness_section(m),
@@ -164,8 +207,7 @@ def render(spec: UseCaseSpec, metadata: dict, stats: dict[str, dict[str, Any]]) 
         *_stats_rows(stats),
         "",
         "## Limitations",
-        "Trained on the synthetic or warehouse data named above only; quantile intervals are per row, and "
-        "sums of quantiles over many rows are not quantiles of the sum.",
+        *_limitations(spec),
         "",
     ]
     return "\n".join(lines)

@@ -43,9 +43,14 @@ def train(spec: UseCaseSpec, features: pd.DataFrame, calendar: pd.DataFrame, run
 def load(spec: UseCaseSpec, data: bytes) -> Any:
     """A registered model from its bytes (the class checks it is the kind it should be)."""
     if spec.kind == "forecast":
+        from mlplatform.candidates import ForecastModel
         from mlplatform.forecasting import QuantileForecaster
+        from mlplatform.serialise import JoblibSerialisable
 
-        return QuantileForecaster.from_bytes(data)
+        model = JoblibSerialisable.from_bytes(data)
+        if not isinstance(model, ForecastModel | QuantileForecaster):  # versions before candidates: bare trees
+            raise TypeError(f"expected a serialised ForecastModel, got {type(model).__name__}")
+        return model
     from mlplatform.tabular import TabularModel
 
     return TabularModel.from_bytes(data)

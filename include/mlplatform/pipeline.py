@@ -357,6 +357,7 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore, actor: st
         stored, created = _train_and_register(spec, run_date, store, features, calendar, snapshot, version, code)
     awaiting = bool(stored["decision"]["promoted"] and spec.approval.required)
     moves = _apply_decision(store, layout, stored, run_date, actor, run_id, awaiting)
+    moves += _apply_fallback(spec, store, layout, stored, snapshot, code, run_date, actor, run_id)
     if awaiting:
         approval.open_request(spec, run_date, store, stored)
     log.info("model %s (%s): %s%s", version, "new" if created else "already registered, not retrained",
@@ -436,12 +437,70 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
         "spec_fingerprint": spec.fingerprint(), "spec": spec.model_dump(mode="json"),
         "feature_names": result.feature_names,
         "quantiles": spec.model.quantiles if spec.kind == "forecast" else None, "horizon": spec.horizon,
-        "model": {"estimator": spec.model.estimator, "params": spec.model.params},
+        "model": _model_description(spec, result.model),
         "library_versions": library_versions(), "metrics": result.metrics, "decision": decision.to_dict(),
         "reference_statistics": stats,
     }
     card = render(spec, metadata, stats)
-    return registry.register(store, layout, metadata, model_bytes, result.reference, card=card)
+    registered = registry.register(store, layout, metadata, model_bytes, result.reference, card=card)
+    if current is None and getattr(result, "fallback", None) is not None:
+        _register_fallback(spec, store, layout, result, registered[0], stats)
+    return registered
+
+
+def _model_description(spec: UseCaseSpec, model: object) -> dict:
+    """What the version's model is: the estimator and, for forecasts, the candidate the backtest chose."""
+    out = {"estimator": spec.model.estimator, "params": spec.model.params}
+    if spec.kind == "forecast":
+        out.update(candidate=getattr(model, "candidate", "gbm"), members=getattr(model, "members", ["gbm"]),
+                   description=getattr(model, "description", "gbm"),
+                   fallback=bool(getattr(model, "fallback", False)))
+    return out
+
+
+def fallback_version(run_date: date, snapshot: dict, spec: UseCaseSpec, code: dict) -> str:
+    """Id of the fallback registered beside ``version``: same data, spec and code, its own content hash."""
+    return registry.version_id(run_date, snapshot["fingerprint"], spec.fingerprint(), code["source_hash"] + ":fallback")
+
+
+def _register_fallback(spec: UseCaseSpec, store: ObjectStore, layout: Layout, result: object, main: dict,
+                       stats: dict) -> dict:
+    """Register the best forecast that needs no learning (seasonal naive or a statistical model), calibrated,
+    beside a use case's first trained version. It serves, flagged, only while no version is champion:
+    a use case whose first model is refused still publishes numbers, clearly marked, instead of nothing.
+    It can be neither pinned nor rolled back to (not eligible): a champion always replaces it.
+    """
+    from mlplatform.model_card import render
+
+    fb = result.fallback_metrics
+    data = {"fingerprint": main["data"]["fingerprint"]}
+    version = fallback_version(date.fromisoformat(main["trained_for_run_date"]), data, spec, main["code"])
+    metrics = {**main["metrics"], "model": {k: fb.get(k) for k in ("wape", "mase", "bias", "coverage")},
+               "chosen": fb["candidate"], "members": [fb["candidate"]]}
+    reason = (f"fallback: {fb['candidate']} serves, flagged, while no version has cleared the gate "
+              f"({main['version']}: {main['decision']['reason']})")
+    metadata = {**{k: v for k, v in main.items() if k != "artifact"}, "version": version, "metrics": metrics,
+                "model": _model_description(spec, result.fallback), "feature_names": [spec.features.target],
+                "decision": {"eligible": False, "promoted": False, "fallback": True, "reason": reason,
+                             "checks": main["decision"]["checks"]},
+                "fallback_for": main["version"]}
+    card = render(spec, metadata, stats)
+    stored, _ = registry.register(store, layout, metadata, result.fallback.to_bytes(), result.reference, card=card)
+    return stored
+
+
+def _apply_fallback(spec: UseCaseSpec, store: ObjectStore, layout: Layout, stored: dict, snapshot: dict,
+                    code: dict, run_date: date, actor: str, run_id: str | None) -> list[dict]:
+    """Point the fallback alias at the date's fallback version when no champion serves the date."""
+    if spec.kind != "forecast" or registry.champion_on(store, layout, run_date) is not None:
+        return []
+    version = fallback_version(run_date, snapshot, spec, code)
+    if not registry.is_registered(store, layout, version):
+        return []
+    meta = registry.read_metadata(store, layout, version)
+    event = registry.move_alias(store, layout, registry.FALLBACK, meta, effective_date=run_date, actor=actor,
+                                reason=meta["decision"]["reason"], action="serve_fallback", run_id=run_id)
+    return [event] if event else []
 
 
 # --- monitor -------------------------------------------------------------------------------------------
@@ -502,14 +561,21 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
     model_meta = registry.serving_model(store, layout, run_date, pinned)
     model = models.load(spec, registry.load_model_bytes(store, layout, model_meta))
     chunks = models.score(spec, model, features, calendar, run_date, spec.publish.chunk_rows)
+    fallback = _fallback_of(model_meta)
+    if spec.kind == "forecast":  # every row says whether it is a fallback forecast
+        chunks = (chunk.assign(**{FALLBACK_COLUMN: fallback is not None}) for chunk in chunks)
     freshness = _freshness_of(store, layout, run_date)
     stamp = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model_meta["version"]}
     manifest = publish_partition(store, layout.forecasts(run_date), chunks, stamp, {
-        "kind": spec.kind, "horizon": spec.horizon, "columns": models.output_columns(spec),
+        "kind": spec.kind, "horizon": spec.horizon,
+        "columns": models.output_columns(spec) + ([FALLBACK_COLUMN] if spec.kind == "forecast" else []),
         "quantiles": spec.quantile_columns if spec.kind == "forecast" else [],
         "model": {"version": model_meta["version"], "uri": model_meta["artifact"]["model_uri"],
                   "model_card_uri": model_meta["artifact"].get("model_card_uri"),
-                  "selected_by": f"pinned by the run ({pinned})" if pinned else f"champion as of {run_date}",
+                  "selected_by": f"pinned by the run ({pinned})" if pinned else
+                  (f"fallback as of {run_date}: no version has cleared the gate yet" if fallback
+                   else f"champion as of {run_date}"),
+                  "candidate": model_meta["model"].get("description"),
                   "training_window": model_meta["training_window"],
                   "backtest": {"metric": model_meta["metrics"].get("metric", "wape"),
                                "model": model_meta["metrics"]["model"],
@@ -521,13 +587,26 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
         "validation": validation,
         "drift": _drift_summary(store, layout, run_date),
         "approval": _approval_of(store, layout, model_meta["version"]),
+        "fallback": fallback,
         "freshness": freshness,
         "stale": bool(freshness and freshness["status"] == "error"),
     })
     return {"partition_uri": manifest["partition_uri"], "rows": manifest["row_count"],
             "files": len(manifest["files"]), "model_version": model_meta["version"],
             "run_date": run_date.isoformat(), "model_uri": model_meta["artifact"]["model_uri"],
-            "features_snapshot": snapshot["features"]["uri"], "stale": manifest["stale"]}
+            "features_snapshot": snapshot["features"]["uri"], "stale": manifest["stale"],
+            "fallback": fallback is not None}
+
+
+FALLBACK_COLUMN = "is_fallback"
+
+
+def _fallback_of(model_meta: dict) -> dict | None:
+    """Why a fallback serves (None for a champion or a pinned version): the manifest's ``fallback``."""
+    if not model_meta["decision"].get("fallback"):
+        return None
+    return {"candidate": model_meta["model"].get("description"), "reason": model_meta["decision"]["reason"],
+            "refused_version": model_meta.get("fallback_for")}
 
 
 def _record_run(store: ObjectStore, layout: Layout, run_date: date, run: dict | None) -> str | None:
@@ -606,6 +685,7 @@ def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
         "use_case": spec.name, "kind": spec.kind, "run_date": run_date.isoformat(),
         "forecasts_uri": manifest["partition_uri"], "rows": manifest["row_count"],
         "files": len(manifest["files"]), "model_version": manifest["model_version"],
+        "model": manifest["model"].get("candidate"), "fallback": manifest.get("fallback"),
         "backtest": manifest["model"]["backtest"], "validation": manifest["validation"],
         "drift": manifest["drift"],
         "retrain": _stored(store, f"{layout.lifecycle(run_date)}/{RETRAIN_FILE}"),

@@ -41,7 +41,9 @@ MODEL_CARD = "model_card.md"
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
+# The forecast a use case publishes, flagged, while no version has cleared the gate yet (never a gap).
+FALLBACK = "fallback"
+ALIASES = (CHAMPION, CHALLENGER, FALLBACK)
 ENV_ACTOR = "MLPLATFORM_ACTOR"
 
 
@@ -303,7 +305,8 @@ def incumbent(store: ObjectStore, layout: Layout, run_date: date) -> dict | None
 
 
 def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: str | None = None) -> dict:
-    """The version that serves ``run_date``: a pinned version, else the champion as of that date.
+    """The version that serves ``run_date``: a pinned version, else the champion as of that date, else
+    (no version has cleared the gate yet) the fallback as of that date, whose metadata says ``fallback``.
 
     Either way the version must have been trained on data up to ``run_date`` at the latest, so a backfill
     never scores with a model that saw the future of the date it scores.
@@ -320,6 +323,9 @@ def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: st
                 f"{meta['decision']['reason']}")
         return meta
     meta = champion_on(store, layout, run_date)
+    if meta is None:
+        fallback = alias_version(store, layout, FALLBACK, run_date)
+        meta = read_metadata(store, layout, fallback) if fallback else None
     if meta is None:
         raise ModelNotAvailableError(
             f"use case {layout.use_case!r}: no champion as of {run_date} (no version promoted for a date on "

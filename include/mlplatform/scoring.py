@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlplatform.candidates import forecast_frame
 from mlplatform.errors import DataQualityError, ModelNotAvailableError
 from mlplatform.forecasting import (
     CALENDAR_DATE,
@@ -19,7 +20,6 @@ from mlplatform.forecasting import (
     TARGET_DATE,
     Periods,
     QuantileForecaster,
-    make_supervised,
     periods_for,
     require_columns,
     required_history_periods,
@@ -246,7 +246,7 @@ def forecast_chunks(
     for positions in _blocks(index, per_block):
         block = features.iloc[positions].reset_index(drop=True)
         block[time_col] = pd.to_datetime(block[time_col])
-        predictions = model.predict(make_supervised(block, calendar, spec, [origin], with_target=False))
+        predictions = forecast_frame(model, block, calendar, spec, origin)
         out = _format(predictions, model, spec)
         for start in range(0, len(out), chunk_rows):
             yield out.iloc[start : start + chunk_rows].reset_index(drop=True)

@@ -170,8 +170,37 @@ class FeatureSpec(_Strict):
         return self
 
 
+Candidate = Literal["seasonal_naive", "auto_ets", "auto_theta", "gbm", "gbm_scaled", "ensemble"]
+# Every forecast candidate, cheapest first: ties in the backtest go to the earlier (simpler) one.
+CANDIDATES: tuple[str, ...] = ("seasonal_naive", "auto_ets", "auto_theta", "gbm", "gbm_scaled", "ensemble")
+STATISTICAL_CANDIDATES = frozenset({"auto_ets", "auto_theta"})
+GBM_CANDIDATES = frozenset({"gbm", "gbm_scaled"})
+# Periods of history each per-series statistical fit sees by default: about 16 weeks of days, 3 years of
+# weeks, 10 years of months, 20 years of quarters (AutoETS costs ~0.05 s per 112-day series, 0.15 s per 365).
+DEFAULT_STATISTICAL_WINDOW = {"daily": 112, "weekly": 156, "monthly": 120, "quarterly": 80}
+
+
+class StatisticalSpec(_Strict):
+    """Budget of the per-series statistical candidates (statsforecast's AutoETS and AutoTheta).
+
+    They fit one model per series and origin, so their cost grows with the number of series: above
+    ``max_series`` they are skipped (and the model card says so) and the global models compete alone.
+    """
+
+    max_series: int = Field(default=500, ge=0,
+                            description="More series than this: statistical candidates are skipped (cost).")
+    window: int | None = Field(default=None, ge=8,
+                               description="Periods of history per series fit; default by frequency.")
+
+
 class ModelSpec(_Strict):
     estimator: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
+    candidates: list[Candidate] = Field(
+        default=list(CANDIDATES), min_length=1,
+        description="Forecast candidates the backtest chooses from (forecast kind); the best one serves.")
+    ensemble_size: int = Field(default=3, ge=2, le=5,
+                               description="The ensemble is the median of this many best single candidates.")
+    statistical: StatisticalSpec = StatisticalSpec()
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="HistGradientBoostingRegressor/Classifier kwargs.")
     quantiles: list[float] = Field(default=[0.1, 0.5, 0.9], min_length=1)
@@ -182,6 +211,18 @@ class ModelSpec(_Strict):
         description="Seeded sample cap per fit (backtest folds and final model alike); null = no cap.",
     )
     random_state: int = 0
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates_valid(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"candidates listed twice: {sorted({c for c in v if v.count(c) > 1})}")
+        singles = [c for c in v if c != "ensemble"]
+        if not singles:
+            raise ValueError("'ensemble' combines other candidates: list at least one more")
+        if "ensemble" in v and len(singles) < 2:
+            raise ValueError(f"'ensemble' needs at least two other candidates to combine, got {singles}")
+        return [c for c in CANDIDATES if c in v]  # canonical order: ties go to the simpler candidate
 
     @field_validator("quantiles")
     @classmethod

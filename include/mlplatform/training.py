@@ -12,17 +12,20 @@ may be used: the input is checked, and every training set is checked again befor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlplatform.errors import DataQualityError
 from mlplatform.forecasting import (
+    HORIZON,
     MAX_TRAINING_ROWS,
     ORIGIN_DATE,
     TARGET_DATE,
     Periods,
     QuantileForecaster,
     build_training_set,
+    series_columns,
     censored_mask,
     feature_input_columns,
     make_supervised,
@@ -33,7 +36,7 @@ from mlplatform.forecasting import (
     to_timestamp,
 )
 from mlplatform.metrics import HIGHER_IS_BETTER, bias, interval_coverage, mase, relative_improvement, wape
-from mlplatform.spec import UseCaseSpec, quantile_column
+from mlplatform.spec import GBM_CANDIDATES, STATISTICAL_CANDIDATES, UseCaseSpec, quantile_column
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,14 +51,21 @@ PERIOD = "period"
 
 @dataclass
 class TrainingResult:
-    """Everything the registry stores for one trained model version."""
+    """Everything the registry stores for one trained model version.
 
-    model: QuantileForecaster
+    ``fallback`` is the best forecast that needs no learning (the seasonal naive or the best statistical
+    candidate), calibrated like the model: what a use case publishes, flagged, while no model has
+    cleared the gate yet. None for the tabular kinds.
+    """
+
+    model: Any
     metrics: dict[str, Any]
     training_window: dict[str, str]
     feature_names: list[str]
     n_training_rows: int
     reference: pd.DataFrame
+    fallback: Any = None
+    fallback_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,21 +267,26 @@ def _champion_incompatibility(
 
 
 def _champion_p50(
-    champion: ChampionInput, supervised: pd.DataFrame, spec: UseCaseSpec
+    champion: ChampionInput, recent: pd.DataFrame, calendar: pd.DataFrame, supervised: pd.DataFrame,
+    spec: UseCaseSpec, origin: pd.Timestamp,
 ) -> tuple[np.ndarray, str | None]:
     """The champion's p50 for each row of the challenger's supervised frame, and an error if it failed.
 
-    Never raises: a champion that cannot predict must not stop a new model from being trained, it is
-    just not compared (all-NaN p50 plus the reason).
+    The champion forecasts from the same look-back rows as the candidates (``forecast_frame``: a
+    ``ForecastModel`` or an older bare quantile model), so the two differ only by the model. Never
+    raises: a champion that cannot predict must not stop a new model from being trained, it is just not
+    compared (all-NaN p50 plus the reason).
     """
     import numpy as np
+
+    from mlplatform.candidates import forecast_frame
 
     missing = np.full(len(supervised), np.nan)
     error = _champion_incompatibility(champion, supervised, spec)
     if error:
         return missing, error
     try:
-        predictions = champion.model.predict(supervised)
+        predictions = forecast_frame(champion.model, recent, calendar, spec, origin)
         return predictions[quantile_column(0.5)].to_numpy(dtype=float), None
     except Exception as exc:  # an old pickled model can fail in ways no check above foresees
         reason = f"{type(exc).__name__}: {exc}"
@@ -321,25 +336,63 @@ def champion_comparison(
 
 # -------------------------------------------------------------------------------------------- folds
 
+CANDIDATE_PREFIX = "cand_"
+CAL_SCALE = "cal_scale"
+FOLD = "fold"
 
-def _fit_fold_model(
-    history: pd.DataFrame,
-    calendar: pd.DataFrame,
-    spec: UseCaseSpec,
-    origin: pd.Timestamp,
-    max_rows: int | None,
-    first_date: pd.Timestamp | None = None,
-) -> tuple[QuantileForecaster, int]:
-    """The challenger of one fold, fitted on targets <= origin; (model, number of training rows)."""
-    train = build_training_set(history, calendar, spec, origin, max_rows=max_rows)
+
+def candidate_column(name: str) -> str:
+    return CANDIDATE_PREFIX + name
+
+
+def runnable_candidates(spec: UseCaseSpec, n_series: int) -> tuple[list[str], dict[str, str]]:
+    """(single candidates to backtest, {skipped candidate: why}); the ensemble is formed afterwards."""
+    from mlplatform.candidates import statistical_budget
+
+    budget = statistical_budget(spec, n_series)
+    # the seasonal naive is always evaluated (it costs nothing): the floor, and the last-resort fallback
+    singles = ["seasonal_naive", *(c for c in spec.model.candidates if c not in ("ensemble", "seasonal_naive"))]
+    skipped = {c: budget for c in singles if c in STATISTICAL_CANDIDATES and budget}
+    return [c for c in singles if c not in skipped], skipped
+
+
+def _fold_training_set(
+    features: pd.DataFrame, calendar: pd.DataFrame, spec: UseCaseSpec, origin: pd.Timestamp, max_rows: int | None,
+) -> pd.DataFrame:
+    """The global models' training rows of one fold: targets <= origin only."""
+    train = build_training_set(features, calendar, spec, origin, max_rows=max_rows)
     if train.empty:
-        start = f"history starts {first_date.date()}" if first_date is not None else "no feature history"
+        first = features[spec.features.time_column].min() if len(features) else None
+        start = f"history starts {first.date()}" if first is not None else "no feature history"
         raise DataQualityError(
             f"no training rows for backtest origin {origin.date()}: {start}, "
             f"too short for {spec.backtest.folds} folds"
         )
     _assert_no_leakage(train, origin)
-    return QuantileForecaster(spec).fit(train), len(train)
+    return train
+
+
+def _candidate_p50s(
+    features: pd.DataFrame, calendar: pd.DataFrame, spec: UseCaseSpec, origin: pd.Timestamp, max_rows: int | None,
+    recent: pd.DataFrame, supervised: pd.DataFrame, names: list[str], seconds: dict[str, float],
+) -> tuple[dict[str, np.ndarray], int]:
+    """Every candidate's P50 for the fold's supervised rows, each fitted on targets <= origin only."""
+    from mlplatform.candidates import gbm_model, seasonal_naive_p50, statistical_p50
+
+    p50s, n_train = {}, 0
+    train = None
+    for name in names:
+        start = time.perf_counter()
+        if name in GBM_CANDIDATES:
+            train = _fold_training_set(features, calendar, spec, origin, max_rows) if train is None else train
+            n_train = len(train)
+            p50s[name] = gbm_model(spec, name).fit(train).predict(supervised)[quantile_column(0.5)].to_numpy()
+        elif name in STATISTICAL_CANDIDATES:
+            p50s[name] = statistical_p50(recent, spec, origin, name)
+        else:
+            p50s[name] = seasonal_naive_p50(recent, spec, origin)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+    return p50s, n_train
 
 
 def _run_fold(
@@ -348,31 +401,92 @@ def _run_fold(
     spec: UseCaseSpec,
     origin: pd.Timestamp,
     max_rows: int | None,
+    names: list[str],
+    seconds: dict[str, float],
     champion: ChampionInput | None = None,
-) -> tuple[dict[str, Any], pd.DataFrame, str | None]:
-    """Fit on targets <= origin, forecast origin + 1..H, score against actuals and the baseline.
+) -> tuple[pd.DataFrame, int, str | None]:
+    """Every candidate forecasts origin + 1..H from what was known at the origin; rows scored against
+    the actuals, the baseline and each series' scale. Returns (rows, global training rows, champion error).
 
-    The champion (if any) forecasts from the exact supervised frame the fold model sees, so the two
-    differ only by the model; its p50 is kept in the rows as ``champion``. Returns (fold metrics,
-    evaluation rows, champion error or None).
+    The champion (if any) forecasts from the exact inputs the candidates see; its p50 is kept in the
+    rows as ``champion``.
     """
+    import numpy as np
+
+    from mlplatform.candidates import series_scale
+
     f = spec.features
-    time = features[f.time_column]
-    first = time.min() if len(features) else None
-    # build_training_set drops rows after the origin itself; the scales need only these columns
-    model, n_train = _fit_fold_model(features, calendar, spec, origin, max_rows, first)
+    time_col = features[f.time_column]
     flag = [f.censored_flag] if f.censored_flag else []
     needed = list(dict.fromkeys([*f.series_keys, f.time_column, f.target, *flag]))
-    history = features.loc[(time <= origin).to_numpy(), needed]
+    history = features.loc[(time_col <= origin).to_numpy(), needed]
     recent = _recent(features, spec, origin)
     supervised = make_supervised(recent, calendar, spec, [origin], with_target=False)
-    predictions = model.predict(supervised)
+    p50s, n_train = _candidate_p50s(features, calendar, spec, origin, max_rows, recent, supervised, names, seconds)
+    predictions = supervised[[*series_columns(supervised, f.series_keys), ORIGIN_DATE, TARGET_DATE, HORIZON]]
+    predictions = predictions.reset_index(drop=True).assign(
+        **{candidate_column(n): v for n, v in p50s.items()},
+        **{CAL_SCALE: np.repeat(series_scale(recent, spec, origin), spec.forecast.horizon)})
     error = None
     if champion is not None:
-        predictions[CHAMPION], error = _champion_p50(champion, supervised, spec)
+        predictions[CHAMPION], error = _champion_p50(champion, recent, calendar, supervised, spec, origin)
     rows = _evaluation_rows(predictions, features, history, spec, origin, recent)
-    fold = {"origin": origin.date().isoformat(), "n_training_rows": n_train, **_scores(rows, spec)}
-    return fold, rows, error
+    return rows.assign(**{FOLD: origin.date().isoformat()}), n_train, error
+
+
+# --------------------------------------------------------------------------------------- selection
+
+
+def _rank(scores: dict[str, dict[str, float]], names: list[str], metric: str) -> list[str]:
+    """Candidates best first by the gate metric (lower is better for forecasts); NaN scores last."""
+    def key(name: str) -> tuple[bool, float, int]:
+        value = scores[name].get(metric)
+        ok = value is not None and math.isfinite(value)
+        return (not ok, value if ok else 0.0, names.index(name))
+
+    return sorted(names, key=key)
+
+
+def _select(rows: pd.DataFrame, spec: UseCaseSpec, names: list[str]) -> tuple[pd.DataFrame, dict, str, list[str]]:
+    """Score every candidate on the same pooled rows, add the ensemble, pick the best.
+
+    A candidate's missing forecast (a failed statistical fit, a new series) is filled with the baseline,
+    as the served model does, so every candidate is scored on exactly the same rows. Returns (rows with
+    an ``ensemble`` column, scores per candidate, chosen name, its members).
+    """
+    import numpy as np
+
+    metric = spec.gate_metric
+    baseline = rows[BASELINE].to_numpy(dtype=float)
+    for name in names:
+        col = candidate_column(name)
+        rows[col] = np.where(np.isfinite(rows[col].to_numpy(dtype=float)), rows[col], baseline)
+    scores = {n: _point_scores(rows, candidate_column(n)) for n in names}
+    members = {n: [n] for n in names}
+    ranked = _rank(scores, names, metric)
+    top = ranked[: spec.model.ensemble_size]
+    if "ensemble" in spec.model.candidates and len(top) >= 2:
+        stacked = np.column_stack([rows[candidate_column(n)].to_numpy(dtype=float) for n in top])
+        rows[candidate_column("ensemble")] = np.median(stacked, axis=1)
+        scores["ensemble"] = _point_scores(rows, candidate_column("ensemble"))
+        members["ensemble"] = top
+    everything = [*names, *(["ensemble"] if "ensemble" in scores else [])]
+    chosen = _rank(scores, everything, metric)[0]
+    return rows, scores, chosen, members[chosen]
+
+
+def _fallback_choice(scores: dict[str, dict[str, float]], spec: UseCaseSpec) -> str:
+    """The best candidate that learns nothing across series: seasonal naive or a statistical model."""
+    simple = [n for n in scores if n == "seasonal_naive" or n in STATISTICAL_CANDIDATES]
+    return _rank(scores, simple, spec.gate_metric)[0] if simple else "seasonal_naive"
+
+
+def _calibrated_rows(rows: pd.DataFrame, point: str, spec: UseCaseSpec) -> tuple[pd.DataFrame, bool]:
+    """Rows whose quantile columns are ``point`` with cross-fitted conformal bands (see candidates)."""
+    from mlplatform.candidates import cross_fitted_bands
+
+    bands, cross = cross_fitted_bands(rows, point, spec)
+    return rows.assign(**bands), cross
 
 
 # ----------------------------------------------------------------------------------- result assembly
@@ -391,21 +505,44 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _fold_metrics(rows: pd.DataFrame, spec: UseCaseSpec, n_train: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"origin": origin, "n_training_rows": n_train.get(origin, 0), **_scores(part, spec)}
+            for origin, part in rows.groupby(FOLD, sort=True)]
+
+
+def _candidate_report(scores: dict, seconds: dict, skipped: dict, members: dict[str, list[str]],
+                      coverage: dict[str, float | None]) -> dict[str, Any]:
+    """Per candidate: backtest scores, cross-fitted interval coverage, fit seconds, or why it was skipped."""
+    report = {n: {**scores[n], "coverage": coverage.get(n), "fit_seconds": round(seconds.get(n, 0.0), 3),
+                  "status": "ok"} for n in scores}
+    if "ensemble" in report:
+        report["ensemble"]["members"] = members["ensemble"]
+        report["ensemble"]["fit_seconds"] = round(sum(seconds.get(m, 0.0) for m in members["ensemble"]), 3)
+    for name, why in skipped.items():
+        report[name] = {"status": why}
+    return report
+
+
 def _metrics(
-    folds: list[dict[str, Any]], pooled: dict[str, Any], spec: UseCaseSpec, champion: dict[str, Any] | None
+    folds: list[dict[str, Any]], pooled: dict[str, Any], spec: UseCaseSpec, champion: dict[str, Any] | None,
+    selection: dict[str, Any],
 ) -> dict[str, Any]:
-    """The registry's metrics: pooled scores, the baseline gate, the champion comparison, per-fold detail."""
+    """The registry's metrics: pooled scores, the baseline gate, the champion comparison, per-fold detail,
+    and the candidates (each one's backtest, the chosen one, the calibration of its intervals).
+
+    The seasonal naive never beats itself: when it is the best candidate, no model beat the baseline.
+    """
     improvement = pooled["improvement"]
     qcols = spec.quantile_columns
+    beats = bool(math.isfinite(improvement) and improvement >= spec.backtest.min_improvement
+                 and selection["chosen"] != "seasonal_naive")
     return _json_safe(
         {
             "model": pooled["model"],
             "baseline": pooled["baseline"],
             "improvement": improvement,
             "min_improvement": spec.backtest.min_improvement,
-            "beats_baseline": bool(
-                math.isfinite(improvement) and improvement >= spec.backtest.min_improvement
-            ),
+            "beats_baseline": beats,
             "n_eval_rows": pooled["n_eval_rows"],
             "coverage_interval": [qcols[0], qcols[-1]],
             "season_length": spec.backtest.season_length,
@@ -415,6 +552,7 @@ def _metrics(
             "higher_is_better": spec.gate_metric in HIGHER_IS_BETTER,
             "frequency": spec.frequency,
             "champion": champion,
+            **selection,
         }
     )
 
@@ -451,17 +589,76 @@ def _backtest(
     origins: list[pd.Timestamp],
     max_rows: int | None,
     champion: ChampionInput | None,
-) -> tuple[list[dict[str, Any]], pd.DataFrame, str | None]:
-    """Run every fold; (fold metrics, pooled evaluation rows, first champion error or None)."""
+    names: list[str],
+    seconds: dict[str, float],
+) -> tuple[pd.DataFrame, dict[str, int], str | None]:
+    """Run every fold; (pooled evaluation rows, global training rows per fold, first champion error)."""
     import pandas as pd
 
-    folds, rows, errors = [], [], []
+    rows, n_train, errors = [], {}, []
     for origin in origins:
-        fold, fold_rows, error = _run_fold(features, calendar, spec, origin, max_rows, champion)
-        folds.append(fold)
+        fold_rows, n, error = _run_fold(features, calendar, spec, origin, max_rows, names, seconds, champion)
         rows.append(fold_rows)
+        n_train[origin.date().isoformat()] = n
         errors += [error] if error else []
-    return folds, pd.concat(rows, ignore_index=True), (errors[0] if errors else None)
+    return pd.concat(rows, ignore_index=True), n_train, (errors[0] if errors else None)
+
+
+def _served_model(
+    spec: UseCaseSpec, features: pd.DataFrame, calendar: pd.DataFrame, origin: pd.Timestamp,
+    max_rows: int | None, candidate: str, members: list[str], rows: pd.DataFrame, fallback: bool = False,
+) -> tuple[Any, pd.DataFrame | None]:
+    """The ``ForecastModel`` of ``candidate``: global members refitted on everything up to the origin,
+    intervals calibrated on the candidate's backtest residuals. Returns (model, global training rows)."""
+    from mlplatform.candidates import ForecastModel, calibrate, gbm_model, normalised_residuals
+
+    train = None
+    gbms = {}
+    for name in members:
+        if name in GBM_CANDIDATES:
+            train = build_training_set(features, calendar, spec, origin, max_rows=max_rows) if train is None else train
+            _assert_no_leakage(train, origin)
+            gbms[name] = gbm_model(spec, name).fit(train)
+    z = normalised_residuals(rows, candidate_column(candidate))
+    table = calibrate(z, rows[HORIZON].to_numpy(), spec.forecast.horizon, spec.model.quantiles)
+    nonnegative = bool((features[spec.features.target].dropna() >= 0).all())
+    model = ForecastModel(spec, candidate, members, gbms, table, nonnegative, fallback=fallback)
+    return model, train
+
+
+def _training_window(spec: UseCaseSpec, periods: Periods, origin: pd.Timestamp, train: pd.DataFrame | None) -> dict:
+    """First and last date the served model learnt from: the global training set's, or the statistical
+    window's (local models see each series' last ``model.statistical.window`` periods)."""
+    import numpy as np
+
+    from mlplatform.candidates import statistical_window
+
+    if train is not None and len(train):
+        start = train[ORIGIN_DATE].min()
+    else:
+        start = periods.ends(np.array([periods.latest(origin) - statistical_window(spec) + 1]))[0]
+    return {"start": start.date().isoformat(), "end": origin.date().isoformat()}
+
+
+def _selection_metrics(rows: pd.DataFrame, spec: UseCaseSpec, scores: dict, chosen: str, members: dict,
+                       seconds: dict, skipped: dict, fallback: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Rows calibrated for the chosen candidate, and the candidates' part of the metrics."""
+    coverage = {}
+    for name in scores:
+        calibrated, cross = _calibrated_rows(rows, candidate_column(name), spec)
+        qcols = spec.quantile_columns
+        coverage[name] = _scores(calibrated, spec)["model"]["coverage"] if len(qcols) > 1 else None
+        if name == chosen:
+            chosen_rows, chosen_cross = calibrated, cross
+    chosen_rows[quantile_column(0.5)] = chosen_rows[candidate_column(chosen)]
+    selection = {
+        "chosen": chosen, "members": members[chosen],
+        "candidates": _candidate_report(scores, seconds, skipped, members, coverage),
+        "calibration": {"method": "conformal", "cross_fitted": chosen_cross,
+                        "n_residuals": int(len(rows)), "coverage": coverage.get(chosen)},
+        "fallback_candidate": fallback,
+    }
+    return chosen_rows, selection
 
 
 def train_and_backtest(
@@ -472,15 +669,15 @@ def train_and_backtest(
     max_training_rows: int | None = MAX_TRAINING_ROWS,
     champion: ChampionInput | None = None,
 ) -> TrainingResult:
-    """Backtest ``spec.backtest.folds`` rolling origins, then fit the final model up to ``run_date``.
+    """Backtest every candidate on ``spec.backtest.folds`` rolling origins, choose, fit the served model.
 
-    The run date may be any date: the final model is trained up to its forecast origin (the latest
+    The run date may be any date: the served model is trained up to its forecast origin (the latest
     period end of ``spec.frequency`` on or before it), which is the training window's end.
     ``features`` must not contain rows after ``run_date`` (DataQualityError otherwise); ``calendar``
-    may (the calendar of future periods is known in advance). Every model, in the folds and the final
-    one, is fitted the same way (same row budget ``max_training_rows``, None = all rows), so the
-    backtest measures the model that gets promoted. ``champion`` (the current champion) is scored on
-    the same fold inputs; see ``champion_comparison`` for ``metrics['champion']``.
+    may (the calendar of future periods is known in advance). Every candidate is scored on the same
+    rows; global models are fitted the same way in the folds and at the end (same row budget
+    ``max_training_rows``, None = all rows), so the backtest measures the model that gets promoted.
+    ``champion`` (the current champion) is scored on the same fold inputs; see ``champion_comparison``.
     """
     run_date = to_timestamp(run_date)
     features = _prepare(features, spec, run_date)
@@ -488,18 +685,32 @@ def train_and_backtest(
     periods = periods_for(spec, features[time_col], f"features column '{time_col}'")
     origin = periods.origin(run_date)
     origins = backtest_origins(spec, origin, periods)
-    folds, rows, champion_error = _backtest(features, calendar, spec, origins, max_training_rows, champion)
+    n_series = int(features.groupby(spec.features.series_keys, dropna=False).ngroups)
+    names, skipped = runnable_candidates(spec, n_series)
+    seconds: dict[str, float] = {}
+    rows, n_train, champion_error = _backtest(features, calendar, spec, origins, max_training_rows, champion,
+                                              names, seconds)
+    rows, scores, chosen, members = _select(rows, spec, names)
+    all_members = {n: [n] for n in scores}
+    all_members[chosen] = members
+    fallback = _fallback_choice(scores, spec)
+    rows, selection = _selection_metrics(rows, spec, scores, chosen, all_members, seconds, skipped, fallback)
     comparison = champion_comparison(rows, spec, champion, champion_error)
+    selection["n_series"] = n_series
+    metrics = _metrics(_fold_metrics(rows, spec, n_train), _scores(rows, spec), spec, comparison, selection)
 
-    train = build_training_set(features, calendar, spec, origin, max_rows=max_training_rows)
-    _assert_no_leakage(train, origin)
-    model = QuantileForecaster(spec).fit(train)
-    window = {"start": train[ORIGIN_DATE].min().date().isoformat(), "end": origin.date().isoformat()}
+    model, train = _served_model(spec, features, calendar, origin, max_training_rows, chosen, members, rows)
+    backup, _ = _served_model(spec, features, calendar, origin, max_training_rows, fallback, [fallback], rows,
+                              fallback=True)
+    window = _training_window(spec, periods, origin, train)
+    feature_names = list(model.feature_names) or [spec.features.target]
     return TrainingResult(
         model=model,
-        metrics=_metrics(folds, _scores(rows, spec), spec, comparison),
+        metrics=metrics,
         training_window=window,
-        feature_names=list(model.feature_names),
-        n_training_rows=len(train),
+        feature_names=feature_names,
+        n_training_rows=len(train) if train is not None else int(len(_recent(features, spec, origin))),
         reference=reference_frame(features, spec, run_date),
+        fallback=backup,
+        fallback_metrics={"candidate": fallback, **metrics["candidates"][fallback]},
     )

@@ -160,6 +160,7 @@ def test_mid_month_run_date_forecasts_from_the_previous_month_end(monthly):
 
 def test_monthly_scoring_keeps_only_the_periods_it_looks_back_on(monthly):
     features, calendar, spec, model = monthly
+    spec = spec.model_copy(update={"model": spec.model.model_copy(update={"candidates": ["seasonal_naive", "gbm"]})})
     run_date = last_date(features)
     first = run_date - pd.offsets.MonthEnd(required_history_periods(spec))
     recent = features[features["sales_date"] >= first]
