@@ -346,30 +346,30 @@ class ForecastModel(JoblibSerialisable):
 
     def member_p50(self, name: str, recent: pd.DataFrame, supervised: pd.DataFrame, spec: UseCaseSpec,
                    origin: Any) -> np.ndarray:
-        """One member's P50 for the supervised rows of ``origin``."""
-        if name in self.gbms:
-            return self.gbms[name].predict(supervised)[P50].to_numpy(dtype=float)
-        if name in STATISTICAL_CANDIDATES:
-            return statistical_p50(recent, spec, origin, name, self.window, self.season)
-        return seasonal_naive_p50(recent, spec, origin)
+        """One member's P50 for the supervised rows of ``origin``.
 
-    def point(self, recent: pd.DataFrame, supervised: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> np.ndarray:
-        """The served P50: the member's, or the median of the members'; gaps filled by simpler forecasts.
-
-        A statistical fit that failed for a series, or a seasonal reference that does not exist yet
-        (a new series), must not publish NaN: the seasonal naive, then the last observed value, fill in.
+        A local forecast that does not exist (a statistical fit that failed for a series, a seasonal
+        reference a new series does not have yet) falls back to the seasonal naive, then to the last
+        observed value: a gap in history must not publish NaN. A global model's output is never patched:
+        NaN there means a broken model, which the promotion's sanity check must see.
         """
         import numpy as np
 
-        parts = [self.member_p50(m, recent, supervised, spec, origin) for m in self.members]
-        with np.errstate(all="ignore"):
-            p50 = parts[0] if len(parts) == 1 else np.nanmedian(np.column_stack(parts), axis=1)
-        if np.isnan(p50).any():
-            naive = seasonal_naive_p50(recent, spec, origin)
+        if name in self.gbms:
+            return self.gbms[name].predict(supervised)[P50].to_numpy(dtype=float)
+        naive = seasonal_naive_p50(recent, spec, origin)
+        p50 = naive
+        if name in STATISTICAL_CANDIDATES:
+            p50 = statistical_p50(recent, spec, origin, name, self.window, self.season)
             p50 = np.where(np.isnan(p50), naive, p50)
-        if np.isnan(p50).any():
-            p50 = np.where(np.isnan(p50), supervised["y_origin"].to_numpy(dtype=float), p50)
-        return p50
+        return np.where(np.isnan(p50), supervised["y_origin"].to_numpy(dtype=float), p50)
+
+    def point(self, recent: pd.DataFrame, supervised: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> np.ndarray:
+        """The served P50: the member's, or the median of the members' (NaN if any member is NaN)."""
+        import numpy as np
+
+        parts = [self.member_p50(m, recent, supervised, spec, origin) for m in self.members]
+        return parts[0] if len(parts) == 1 else np.median(np.column_stack(parts), axis=1)
 
     def forecast(self, recent: pd.DataFrame, calendar: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> pd.DataFrame:
         """Quantile forecasts h = 1..H from ``origin`` for every series present there (supervised order).

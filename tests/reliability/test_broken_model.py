@@ -25,12 +25,17 @@ pytestmark = pytest.mark.reliability
 RUN_DATE = rs.CHAMPION_DATE + timedelta(days=1)
 
 
+def gbm_only(spec):
+    """The use case with the global model as its only learning candidate, so the served model is a tree."""
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"candidates": ["gbm"]})})
+
+
 @pytest.fixture
 def broken_final_fit(world_copy, monkeypatch):
     """QuantileForecaster.fit as usual, except that the run's last fit (the model to register) gets a
     tree whose leaves are NaN."""
     original, calls = QuantileForecaster.fit, {"n": 0}
-    final_fit = world_copy.spec.backtest.folds + 1  # one fit per backtest fold, then the final model
+    final_fit = world_copy.spec.backtest.folds + 1  # one fit per backtest fold, then the served model
 
     def fit(self, train):
         fitted = original(self, train)
@@ -45,7 +50,7 @@ def broken_final_fit(world_copy, monkeypatch):
 
 
 def test_a_model_with_nan_predictions_is_registered_as_broken_and_never_promoted(world_copy, broken_final_fit):
-    spec, store, settings = world_copy.spec, world_copy.store, world_copy.settings
+    spec, store, settings = gbm_only(world_copy.spec), world_copy.store, world_copy.settings
     layout = Layout(spec.name)
     champion_before = registry.champion_on(store, layout, RUN_DATE)["version"]
     rs.full_run(spec, RUN_DATE, settings, store, stages=("land_raw", "build_features", "validate_features"))
