@@ -447,12 +447,12 @@ def _rank(scores: dict[str, dict[str, float]], names: list[str], metric: str) ->
     return sorted(names, key=key)
 
 
-def _select(rows: pd.DataFrame, spec: UseCaseSpec, names: list[str]) -> tuple[pd.DataFrame, dict, str, list[str]]:
+def _select(rows: pd.DataFrame, spec: UseCaseSpec, names: list[str]) -> tuple[pd.DataFrame, dict, str, dict]:
     """Score every candidate on the same pooled rows, add the ensemble, pick the best.
 
     A candidate's missing forecast (a failed statistical fit, a new series) is filled with the baseline,
     as the served model does, so every candidate is scored on exactly the same rows. Returns (rows with
-    an ``ensemble`` column, scores per candidate, chosen name, its members).
+    an ``ensemble`` column, scores per candidate, chosen name, members per candidate).
     """
     import numpy as np
 
@@ -472,7 +472,7 @@ def _select(rows: pd.DataFrame, spec: UseCaseSpec, names: list[str]) -> tuple[pd
         members["ensemble"] = top
     everything = [*names, *(["ensemble"] if "ensemble" in scores else [])]
     chosen = _rank(scores, everything, metric)[0]
-    return rows, scores, chosen, members[chosen]
+    return rows, scores, chosen, members
 
 
 def _fallback_choice(scores: dict[str, dict[str, float]], spec: UseCaseSpec) -> str:
@@ -691,15 +691,13 @@ def train_and_backtest(
     rows, n_train, champion_error = _backtest(features, calendar, spec, origins, max_training_rows, champion,
                                               names, seconds)
     rows, scores, chosen, members = _select(rows, spec, names)
-    all_members = {n: [n] for n in scores}
-    all_members[chosen] = members
     fallback = _fallback_choice(scores, spec)
-    rows, selection = _selection_metrics(rows, spec, scores, chosen, all_members, seconds, skipped, fallback)
+    rows, selection = _selection_metrics(rows, spec, scores, chosen, members, seconds, skipped, fallback)
     comparison = champion_comparison(rows, spec, champion, champion_error)
     selection["n_series"] = n_series
     metrics = _metrics(_fold_metrics(rows, spec, n_train), _scores(rows, spec), spec, comparison, selection)
 
-    model, train = _served_model(spec, features, calendar, origin, max_training_rows, chosen, members, rows)
+    model, train = _served_model(spec, features, calendar, origin, max_training_rows, chosen, members[chosen], rows)
     backup, _ = _served_model(spec, features, calendar, origin, max_training_rows, fallback, [fallback], rows,
                               fallback=True)
     window = _training_window(spec, periods, origin, train)
