@@ -10,6 +10,7 @@ DEMO_USE_CASES ?= demand_forecast revenue_forecast credit_risk
 RUN_DATE ?= 2025-06-30
 PREV_DATE ?= $(shell date -d '$(RUN_DATE) - 1 day' +%F)
 PYTEST_ARGS ?=
+EVALUATE_ARGS ?=
 # The one switch: embedded (SQLite metadata, LocalExecutor, DuckDB warehouse) or team (Postgres metadata,
 # CeleryExecutor on Redis, Postgres warehouse). PG_URL/REDIS_URL only matter for the team profile.
 PROFILE ?= embedded
@@ -17,7 +18,7 @@ PG_URL ?= postgresql://postgres@127.0.0.1:5432
 REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := api-server scheduler dag-processor triggerer celery-worker
 
-.PHONY: help install system-deps lock local s3 s3-stop airflow-init demo summary up down test test-system test-fast lint bench dbt-parse clean
+.PHONY: help install system-deps lock local s3 s3-stop airflow-init demo summary up down test test-system test-fast lint bench evaluate dbt-parse clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -123,6 +124,9 @@ lint: install ## ruff (with complexity limit) and sqlfluff
 
 bench: install ## the six benchmark figures -> bench/results.json + bench/results.md (takes ~25 min; --smoke: tiny)
 	$(BIN)/python bench/run_benchmarks.py
+
+evaluate: install ## forecasts on real public data (statsmodels) vs statsforecast -> bench/evaluation.json + .md (EVALUATE_ARGS=--check ...)
+	$(BIN)/python bench/evaluate.py $(EVALUATE_ARGS)
 
 clean: down ## remove local state (.local, .airflow); keeps .venv
 	rm -rf .local .airflow dbt_project/target

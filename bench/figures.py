@@ -145,9 +145,13 @@ def _synthetic_features(n_series: int, days: int, seed: int = 3):
 
 
 def _scoring_model(spec, smoke: bool):
-    """A QuantileForecaster trained on synthetic features of a few hundred series (the spec's params)."""
+    """The served shape of a large panel, trained on synthetic features of a few hundred series (the spec's
+    params): a ForecastModel whose P50 is the median of the two global models and the seasonal naive
+    (above model.statistical.max_series series the statistical candidates are skipped), with conformal
+    P10/P90 offsets per horizon."""
     from mlplatform import pipeline as p
-    from mlplatform.forecasting import QuantileForecaster, build_training_set
+    from mlplatform.candidates import ForecastModel, gbm_model
+    from mlplatform.forecasting import build_training_set
 
     features, calendar = _synthetic_features(50 if smoke else 300, 120)
     if smoke:
@@ -156,7 +160,11 @@ def _scoring_model(spec, smoke: bool):
     train = build_training_set(features, calendar, spec.model_copy(update={"model": spec.model.model_copy(
         update={"training_window": 90})}), RUN_DATE, max_rows=spec.model.max_training_rows)
     with p.training_threads():
-        return QuantileForecaster(spec).fit(train)
+        gbms = {name: gbm_model(spec, name).fit(train) for name in ("gbm", "gbm_scaled")}
+    horizon = spec.forecast.horizon
+    table = {"p10": [-1.0 - 0.02 * h for h in range(horizon)], "p50": [0.0] * horizon,
+             "p90": [1.5 + 0.03 * h for h in range(horizon)]}
+    return ForecastModel(spec, "ensemble", ["gbm", "gbm_scaled", "seasonal_naive"], gbms, table, True)
 
 
 def worker_score(payload: dict) -> dict:
@@ -164,6 +172,7 @@ def worker_score(payload: dict) -> dict:
     import gc
 
     import numpy as np  # noqa: F401
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -204,7 +213,7 @@ def worker_score(payload: dict) -> dict:
             del origin_rows
             path = Path(payload["tmp"]) / f"floor-{payload['series']}.parquet"
             t0 = time.perf_counter()
-            preds = model.predict(frame)
+            preds = pd.DataFrame({name: gbm.predict(frame)["p50"] for name, gbm in model.gbms.items()})
             pq.write_table(pa.Table.from_pandas(preds, preserve_index=False), path)
             floor_s = time.perf_counter() - t0
             out.update({"floor_rows": len(preds), "floor_seconds": round(floor_s, 3),
@@ -453,9 +462,10 @@ class FigureBench:
 
     def fig_scoring_throughput(self) -> dict:
         base = self.sizes["score_series"]
-        method = ("Rows/s of scoring.forecast_chunks (the champion-shaped QuantileForecaster, P10/P50/P90) fed to "
+        method = ("Rows/s of scoring.forecast_chunks (the served shape of a large panel: a ForecastModel, median of "
+                  "gbm, gbm_scaled and the seasonal naive, conformal P10/P90) fed to "
                   "publishing.publish_partition on the local S3 server, vs the raw floor in the same process: "
-                  "model.predict on the same supervised frame (built outside the timing) + pyarrow writing one "
+                  "the two global models' predict on the same supervised frame (built outside the timing) + pyarrow writing one "
                   "Parquet file to local disk. Peak memory: peak RSS while scoring and publishing (the peak is reset "
                   "after the inputs are built: Linux clear_refs) minus RSS with the inputs loaded, each size in its "
                   "own process (chunk_rows parts); flat = 16x growth <= 1.5 x 1x growth + 50 MB. 1x is chosen "

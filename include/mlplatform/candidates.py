@@ -36,7 +36,6 @@ from mlplatform.forecasting import (
 from mlplatform.serialise import JoblibSerialisable
 from mlplatform.spec import (
     DEFAULT_STATISTICAL_WINDOW,
-    GBM_CANDIDATES,
     STATISTICAL_CANDIDATES,
     UseCaseSpec,
     quantile_column,

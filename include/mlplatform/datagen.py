@@ -11,8 +11,9 @@ backfills, reruns). The value of every (store, sku, date) row therefore depends 
 a generator seeded with ``[seed, stream, day or week ordinal]`` and is vectorised over all series of
 that day. Latent per-series parameters come from generators seeded by ``seed`` only.
 
-Holidays are read from the dbt seed ``dbt_project/seeds/holidays.csv`` so Python and dbt agree; the CSV
-itself is produced by :func:`holiday_calendar` (``python -m mlplatform.datagen write-holidays``).
+Holidays come from :func:`mlplatform.calendars.holiday_dates` for :data:`SYNTHETIC_HOLIDAYS` (US), the
+same function and calendar the land stage writes to ``raw.holidays`` for dbt, so generated demand peaks
+exactly where dbt flags ``is_holiday`` (the specs of generator sources must name that calendar).
 
 numpy and pandas are imported inside functions: this module is imported by Airflow DAG files at parse
 time, which must stay cheap.
@@ -20,17 +21,13 @@ time, which must stay cheap.
 
 from __future__ import annotations
 
-import csv
 import math
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlplatform import constants as C
 from mlplatform.errors import SpecError
 
 if TYPE_CHECKING:
@@ -39,8 +36,11 @@ if TYPE_CHECKING:
 
     from mlplatform.spec import SourceSpec
 
-HOLIDAYS_CSV = C.DBT_PROJECT_DIR / "seeds" / "holidays.csv"
-HOLIDAY_YEARS = (2020, 2030)
+# The holiday calendar (country, subdivision) of the synthetic world: the generators lift or lower the
+# day's activity on these dates, so a generator spec's `holidays:` must name it (spec.py checks).
+SYNTHETIC_HOLIDAYS: tuple[str, str | None] = ("US", None)
+# Years load_holidays() covers when called without a range (the generators pass the years they make).
+DEFAULT_HOLIDAY_YEARS = (2000, 2040)
 
 SALES_COLUMNS = (
     "sales_date", "store_id", "sku_id", "units_sold", "unit_price", "list_price", "on_promotion",
@@ -89,58 +89,16 @@ CATEGORIES = (
 # --------------------------------------------------------------------------------------------- holidays
 
 
-def _easter_sunday(year: int) -> date:
-    """Gregorian Easter (anonymous algorithm): moving holidays hang off it."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return date(year, month, day + 1)
+def load_holidays(first_year: int = DEFAULT_HOLIDAY_YEARS[0],
+                  last_year: int = DEFAULT_HOLIDAY_YEARS[1]) -> frozenset[date]:
+    """Holiday dates of the synthetic world in [first_year, last_year]: the dates dbt flags is_holiday.
 
+    Why the shared function: the land stage writes ``calendars.holidays_between`` of the spec's calendar
+    to ``raw.holidays``; reading the same dates here keeps the simulated lift where the flag is.
+    """
+    from mlplatform.calendars import holiday_dates
 
-def _thanksgiving(year: int) -> date:
-    """Fourth Thursday of November (Black Friday is the day after)."""
-    first = date(year, 11, 1)
-    return first + timedelta(days=(3 - first.weekday()) % 7 + 21)
-
-
-def holiday_calendar(first_year: int = HOLIDAY_YEARS[0], last_year: int = HOLIDAY_YEARS[1]) -> list[tuple[date, str]]:
-    """Retail holidays (fixed-date plus Easter- and Thanksgiving-based), sorted, one name per date."""
-    out: dict[date, str] = {}
-    for year in range(first_year, last_year + 1):
-        easter, thanks = _easter_sunday(year), _thanksgiving(year)
-        days = {
-            date(year, 1, 1): "New Year's Day", date(year, 2, 14): "Valentine's Day",
-            easter - timedelta(days=2): "Good Friday", easter + timedelta(days=1): "Easter Monday",
-            date(year, 5, 1): "Labour Day", date(year, 7, 4): "Independence Day",
-            date(year, 10, 31): "Halloween", thanks: "Thanksgiving",
-            thanks + timedelta(days=1): "Black Friday", date(year, 12, 24): "Christmas Eve",
-            date(year, 12, 25): "Christmas Day", date(year, 12, 26): "Boxing Day",
-            date(year, 12, 31): "New Year's Eve",
-        }
-        for day, name in days.items():
-            out[day] = f"{out[day]} / {name}" if day in out else name
-    return sorted(out.items())
-
-
-def write_holidays_csv(path: Path = HOLIDAYS_CSV) -> Path:
-    """Write the dbt seed (committed; a unit test checks it still equals :func:`holiday_calendar`)."""
-    with Path(path).open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["holiday_date", "holiday_name"])
-        writer.writerows((d.isoformat(), name) for d, name in holiday_calendar())
-    return Path(path)
-
-
-@lru_cache(maxsize=4)
-def load_holidays(path: Path = HOLIDAYS_CSV) -> frozenset[date]:
-    """Holiday dates from the dbt seed, so generated demand peaks exactly where dbt flags is_holiday."""
-    with Path(path).open(newline="") as fh:
-        return frozenset(date.fromisoformat(row["holiday_date"]) for row in csv.DictReader(fh))
+    return holiday_dates(*SYNTHETIC_HOLIDAYS, first_year, last_year)
 
 
 # ------------------------------------------------------------------------------------------ dimensions
@@ -388,7 +346,7 @@ def iter_sales(start: date, end: date, *, n_stores: int, n_skus: int, seed: int,
         raise ValueError(f"drift_factor must be > 0, got {drift_factor!r}")
     drift = _Drift(_as_date(drift_start, "drift_start"), float(drift_factor))
     s = _series(_check_count("n_stores", n_stores), _check_count("n_skus", n_skus), _check_seed(seed))
-    holidays = load_holidays()
+    holidays = load_holidays(start.year, end.year)
     day = start
     while day <= end:
         days = [day + timedelta(days=i) for i in range(min(chunk_days, (end - day).days + 1))]
@@ -490,6 +448,7 @@ class Source:
     check_params: Callable[[dict[str, Any]], dict[str, Any]]
     dimensions: Callable[[dict[str, Any]], dict[str, pd.DataFrame]]
     fact_chunks: Callable[[dict[str, Any], date, date, int], Iterator[dict[str, pd.DataFrame]]]
+    series: Callable[[dict[str, Any]], int] | None = None  # forecast series per checked params, if it has any
 
     @property
     def primary(self) -> tuple[str, str]:
@@ -500,7 +459,7 @@ class Source:
 # dependencies load only when that source is landed (never at DAG parse time).
 SOURCES: dict[str, Source | str] = {
     "retail_sales": Source({"retail_sales": "sales_date"}, _retail_params, _retail_dimensions,
-                           _retail_sales_chunks),
+                           _retail_sales_chunks, lambda p: p["n_stores"] * p["n_skus"]),
     "revenue_ledger": "mlplatform.synthetic.revenue_ledger:SOURCE",
     "credit_customers": "mlplatform.synthetic.credit_customers:SOURCE",
 }
@@ -560,15 +519,16 @@ def source_tables(spec_source: SourceSpec, start: date, end: date) -> dict[str, 
     return {**{t: f for t, f in facts.items() if f is not None}, **dimension_tables(spec_source)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mlplatform.datagen write-holidays [path]`` regenerates the committed dbt seed."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] != "write-holidays":
-        print("usage: python -m mlplatform.datagen write-holidays [path]", file=sys.stderr)
-        return 2
-    print(write_holidays_csv(Path(args[1]) if len(args) > 1 else HOLIDAYS_CSV))
-    return 0
+def series_count(spec_source: SourceSpec) -> int | None:
+    """How many forecast series a generator source yields, from its params (None if not known).
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    Lets spec validation refuse, at load, a ``backtest.champion_min_rows`` the backtest can never
+    supply. Never raises: bad params are reported by landing, with the generator's own message.
+    """
+    if spec_source.type != "generator" or not spec_source.generator:
+        return None
+    try:
+        source = get_source(spec_source.generator)
+        return source.series(source.check_params(spec_source.params)) if source.series else None
+    except (SpecError, ValueError, TypeError, KeyError):
+        return None

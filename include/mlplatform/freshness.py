@@ -9,7 +9,9 @@ wall clock, so the age dbt measures is exactly ``run_date - newest`` in days: fr
 the run's logical date, and a backfill of a past date with its data landed passes.
 
 A source is ``warn`` when its newest row is more than ``warn_after_days`` before the run date and
-``error`` when more than ``error_after_days``. ``blocking`` is true when a source is at ``error`` and
+``error`` when more than ``error_after_days``. For monthly and quarterly use cases the age counts from
+the latest period end on or before the run date (:func:`freshness_as_of`): a monthly source is fresh
+on the 14th when it holds the last month end, as it cannot hold more. ``blocking`` is true when a source is at ``error`` and
 the spec says ``on_error: block`` (``publish_stale`` scores and publishes with ``stale: true``);
 warnings never block.
 """
@@ -33,11 +35,22 @@ NOT_CONFIGURED = "not_configured"
 _SECONDS_PER_DAY = 86400
 
 
+def freshness_as_of(spec: UseCaseSpec, run_date: date) -> date:
+    """The day a source's age is measured from: the run date, or for monthly and quarterly use cases the
+    latest period end on or before it (data of the running period cannot exist yet). Weekly counts from
+    the run date: the week-ending weekday is the data's, unknown before the check."""
+    from mlplatform.calendars import latest_period_end
+
+    if spec.frequency in ("monthly", "quarterly"):
+        return latest_period_end(run_date, spec.frequency)
+    return run_date
+
+
 def freshness_vars(spec: UseCaseSpec, run_date: date) -> dict[str, Any]:
     """The dbt vars of the check: the as-of date and the spec's thresholds per raw table."""
     sources = spec.freshness.sources
     return {
-        "run_date": run_date.isoformat(),
+        "run_date": freshness_as_of(spec, run_date).isoformat(),
         VAR_WARN: {t: th.warn_after_days for t, th in sources.items() if th.warn_after_days is not None},
         VAR_ERROR: {t: th.error_after_days for t, th in sources.items() if th.error_after_days is not None},
     }
@@ -89,9 +102,10 @@ def check_freshness(spec: UseCaseSpec, run_date: date, settings: Settings) -> di
         if uid not in results:
             raise TransformError(f"dbt source freshness for use case {spec.name!r} returned no result for "
                                  f"{uid} (freshness.sources.{table}); see the dbt log in {run['target_path']}")
-        sources[table] = _source_result(table, results[uid], declared[table], run_date)
+        sources[table] = _source_result(table, results[uid], declared[table], freshness_as_of(spec, run_date))
     status = max((s["status"] for s in sources.values()), key=STATUSES.index)
-    messages = [_describe(s, run_date) for s in sources.values() if s["status"] != "pass"]
+    messages = [_describe(s, run_date, freshness_as_of(spec, run_date)) for s in sources.values()
+                if s["status"] != "pass"]
     blocking = status == "error" and spec.freshness.on_error == "block"
     return {**_base(spec, run_date), "status": status, "blocking": blocking, "stale": status == "error",
             "sources": sources, "messages": messages, "message": _summary(status, sources, messages, blocking),
@@ -102,7 +116,9 @@ def require_fresh(result: dict[str, Any]) -> None:
     """DataQualityError when ``result`` (of :func:`check_freshness`) blocks the run; else nothing."""
     if result.get("blocking"):
         raise DataQualityError(f"{result['use_case']}: stale sources block the run as of {result['run_date']} "
-                               f"(freshness.on_error: block): {'; '.join(result['messages'])}")
+                               f"(freshness.on_error: block): {'; '.join(result['messages'])}. Rerun the date once "
+                               "the loader has caught up, or set freshness.on_error: publish_stale to publish "
+                               "flagged as stale")
 
 
 def _raw_sources(manifest_sources: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -129,25 +145,28 @@ def _check_declared(declared: dict[str, Any], raw: dict[str, dict[str, Any]]) ->
         raise SpecError(f"{'; '.join(problems)}; raw tables with a freshness check: {known}")
 
 
-def _source_result(table: str, result: dict[str, Any], threshold: Any, run_date: date) -> dict[str, Any]:
+def _source_result(table: str, result: dict[str, Any], threshold: Any, as_of: date) -> dict[str, Any]:
     status = str(result["status"])
     if status not in STATUSES:
         raise TransformError(f"dbt source freshness returned status {status!r} for {result['unique_id']}")
     newest, age_days = None, None
     if not str(result.get("max_loaded_at", "")).startswith("0001-"):  # dbt's "no row" sentinel
         age_days = round(float(result["max_loaded_at_time_ago_in_s"]) / _SECONDS_PER_DAY)
-        newest = (run_date - timedelta(days=age_days)).isoformat()
+        newest = (as_of - timedelta(days=age_days)).isoformat()
     return {"table": f"{C.RAW_SCHEMA}.{table}", "newest": newest, "age_days": age_days,
             "warn_after_days": threshold.warn_after_days, "error_after_days": threshold.error_after_days,
             "status": status}
 
 
-def _describe(s: dict[str, Any], run_date: date) -> str:
+def _describe(s: dict[str, Any], run_date: date, as_of: date | None = None) -> str:
     limit = s["error_after_days"] if s["status"] == "error" else s["warn_after_days"]
+    as_of = as_of or run_date
+    since = f"the run date {run_date.isoformat()}" if as_of == run_date else \
+        f"the latest period end {as_of.isoformat()} (run date {run_date.isoformat()})"
     if s["newest"] is None:
-        return f"{s['table']} has no row on or before the run date {run_date.isoformat()} ({s['status']})"
-    return (f"{s['table']}: newest row {s['newest']} is {s['age_days']} day(s) before the run date "
-            f"{run_date.isoformat()} ({s['status']} after {limit})")
+        return f"{s['table']} has no row on or before {since} ({s['status']})"
+    return (f"{s['table']}: newest row {s['newest']} is {s['age_days']} day(s) before {since} "
+            f"({s['status']} after {limit})")
 
 
 def _summary(status: str, sources: dict[str, Any], messages: list[str], blocking: bool) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mlplatform import approval, registry
 from mlplatform import constants as C
-from mlplatform.errors import DataQualityError, PlatformError
+from mlplatform.errors import DataQualityError, PlatformError, SpecError
 from mlplatform.lineage import code_version, library_versions
 from mlplatform.publishing import publish_partition, read_manifest
 from mlplatform.settings import Settings
@@ -26,6 +26,8 @@ from mlplatform.storage import Layout, ObjectStore
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+    from mlplatform.lifecycle import RefusedAttempt
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,15 @@ AIRFLOW_RUN_FILE = "airflow_run.json"
 # --- land and transform (the warehouse stages) -------------------------------------------------------
 
 def _require_history(spec: UseCaseSpec, run_date: date) -> None:
-    """A date before the source's first day has no data: say so, instead of failing deep in dbt."""
-    if run_date < spec.source.history_start:
+    """A date whose latest complete period ends before the source's first day has no data: say so,
+    instead of failing deep in dbt. (Weekly: the run date itself, as the week-ending day is not known yet.)"""
+    from mlplatform.calendars import latest_period_end
+
+    through = run_date if spec.frequency == "weekly" else latest_period_end(run_date, spec.frequency)
+    if through < spec.source.history_start:
+        period = "" if through == run_date else f" (its latest complete {spec.frequency} period ends {through})"
         raise DataQualityError(
-            f"{spec.name}: run date {run_date} is before source.history_start {spec.source.history_start}; "
+            f"{spec.name}: run date {run_date}{period} is before source.history_start {spec.source.history_start}; "
             "there is no raw data as of that date (run a later date, or move history_start in the spec)")
 
 
@@ -56,16 +63,22 @@ def land_raw(spec: UseCaseSpec, run_date: date, settings: Settings, store: Objec
     """Land raw source data up to ``run_date`` in the warehouse; days already landed stay untouched.
 
     A ``files`` source is checked against its contract on the way in (``mlplatform.ingest``): blocking
-    problems stop the run, bad rows are quarantined to ``store``, and the landing report is stored.
+    problems stop the run, bad rows are quarantined to ``store``, and the landing report is stored. A
+    ``warehouse`` source is only checked for readiness (the latest complete period as of the date).
+    Every type also lands the spec's holiday calendar (``raw.holidays``) for the years it needs.
     """
+    from mlplatform.warehouse import land_holidays, land_source
+
     _require_history(spec, run_date)
+    if spec.source.type == "generator":
+        return land_source(spec, run_date, settings)  # lands the holiday calendar in the same transaction
     if spec.source.type == "files":
         from mlplatform.ingest import land_files
 
-        return land_files(spec, run_date, settings, store)
-    from mlplatform.warehouse import land_source
-
-    return land_source(spec, run_date, settings)
+        result = land_files(spec, run_date, settings, store)
+    else:
+        result = land_source(spec, run_date, settings)  # a warehouse source: readiness only
+    return {**result, **land_holidays(spec, run_date, settings)}
 
 
 def check_freshness(spec: UseCaseSpec, run_date: date, settings: Settings, store: ObjectStore) -> dict:
@@ -311,8 +324,13 @@ def evaluate_accuracy(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> 
 
 
 def decide_retrain(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned: str | None = None) -> dict:
-    """Whether this run retrains, and why: the spec's triggers applied to today's drift and accuracy."""
-    from mlplatform.lifecycle import PINNED, retrain_triggers
+    """Whether this run retrains, and why: the spec's triggers applied to today's drift and accuracy.
+
+    Firing triggers retrain unless that would repeat a refused attempt on nearly the same evidence
+    (``lifecycle.repeated_refusal``): then the stored decision says what was refused when, and from which
+    run date the next attempt comes.
+    """
+    from mlplatform.lifecycle import PINNED, repeated_refusal, retrain_triggers
 
     layout = Layout(spec.name)
     if pinned:
@@ -321,15 +339,45 @@ def decide_retrain(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned
         champion = registry.incumbent(store, layout, run_date)
         drift = _stored(store, f"{layout.monitoring(run_date)}/{DRIFT_FILE}")
         acc = _stored(store, f"{layout.accuracy(run_date)}/{ACCURACY_FILE}")
-        triggers = [t.to_dict() for t in retrain_triggers(spec, run_date, champion, drift, acc)]
-        result = {"retrain": bool(triggers), "triggers": triggers,
+        fired = retrain_triggers(spec, run_date, champion, drift, acc)
+        repeat = repeated_refusal(spec, run_date, fired, _refused_attempt(spec, store, layout, champion, run_date)) \
+            if fired else None
+        result = {"retrain": bool(fired) and repeat is None, "triggers": [t.to_dict() for t in fired],
                   "champion": champion["version"] if champion else None}
+        if repeat:
+            result.update(skipped=repeat["reason"], refused_attempt=repeat["refused_attempt"],
+                          retry_from=repeat["retry_from"])
     store.put_json(f"{layout.lifecycle(run_date)}/{RETRAIN_FILE}",
                    {"use_case": spec.name, "run_date": run_date.isoformat(), **result})
     log.info("%s %s: %s", spec.name, run_date,
              "retrain: " + "; ".join(t["detail"] for t in result["triggers"]) if result["retrain"]
-             else "no retraining trigger fired")
+             else result.get("skipped") or "no retraining trigger fired")
     return result
+
+
+def _refused_attempt(spec: UseCaseSpec, store: ObjectStore, layout: Layout, champion: dict | None,
+                     run_date: date) -> RefusedAttempt | None:
+    """The latest training attempt for a date before ``run_date`` and after the incumbent's, if the gate
+    refused it (None otherwise), with the trigger kinds its run recorded. The date's own attempt never
+    counts, so a rerun of the date decides as the first run did. An attempt made under another spec or
+    code (say the operator lowered backtest.min_improvement after the refusal) is new evidence: None."""
+    from mlplatform.lifecycle import RefusedAttempt
+    from mlplatform.lineage import source_hash
+
+    since = champion.get("trained_for_run_date", "") if champion else ""
+    attempts = sorted((m for m in registry.list_versions(store, layout)
+                       if not m["decision"].get("fallback")
+                       and since < m.get("trained_for_run_date", "") < run_date.isoformat()),
+                      key=lambda m: (m["trained_for_run_date"], m["version"]))
+    if not attempts or attempts[-1]["decision"]["promoted"]:
+        return None
+    last = attempts[-1]
+    if last.get("spec_fingerprint") != spec.fingerprint() or (last.get("code") or {}).get("source_hash") != source_hash():
+        return None
+    stored = _stored(store, f"{layout.lifecycle(date.fromisoformat(last['trained_for_run_date']))}/{RETRAIN_FILE}")
+    triggers = tuple(t["trigger"] for t in stored["triggers"]) if stored and stored.get("retrain") else None
+    return RefusedAttempt(last["version"], date.fromisoformat(last["trained_for_run_date"]),
+                          date.fromisoformat(last["training_window"]["end"][:10]), last["decision"]["reason"], triggers)
 
 
 def _stored(store: ObjectStore, key: str) -> dict | None:
@@ -354,6 +402,7 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore, actor: st
     if registry.is_registered(store, layout, version):
         stored, created = registry.read_metadata(store, layout, version), False
     else:
+        _require_reachable_min_rows(spec, run_date, snapshot)
         stored, created = _train_and_register(spec, run_date, store, features, calendar, snapshot, version, code)
     awaiting = bool(stored["decision"]["promoted"] and spec.approval.required)
     moves = _apply_decision(store, layout, stored, run_date, actor, run_id, awaiting)
@@ -367,6 +416,20 @@ def train_model(spec: UseCaseSpec, run_date: date, store: ObjectStore, actor: st
             "model_value": m["model"].get(m["metric"]), "baseline_value": m["baseline"].get(m["metric"]),
             "alias_moves": moves, "awaiting_approval": awaiting, "model_uri": stored["artifact"]["model_uri"],
             "training_data": stored["data"]["snapshot_uri"]}
+
+
+def _require_reachable_min_rows(spec: UseCaseSpec, run_date: date, snapshot: dict) -> None:
+    """SpecError before any fit when the spec's explicit ``backtest.champion_min_rows`` exceeds what the
+    backtest can compare for the data's series count (folds x horizon x series): every retrain would be
+    refused for lack of evidence. Spec validation checks this at load only when a generator's params
+    fix the series count; here the feature snapshot says how many series the data has."""
+    from mlplatform.spec import champion_min_rows_problem
+
+    n_series = snapshot["features"].get("series")
+    problem = n_series and spec.kind == "forecast" and champion_min_rows_problem(spec.backtest, spec.horizon, n_series)
+    if problem:
+        raise SpecError(f"{C.USE_CASES_DIR / (spec.name + '.yaml')}: field {problem} (the feature snapshot for "
+                        f"{run_date} holds {n_series} series)")
 
 
 def _apply_decision(store: ObjectStore, layout: Layout, stored: dict, run_date: date, actor: str,
@@ -420,7 +483,7 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
         result = models.train(spec, features, calendar, run_date, champion=champion_in)
         model_bytes = result.model.to_bytes()
         sanity = models.sanity_check(spec, model_bytes, features, calendar, run_date, spec.publish.chunk_rows)
-    decision = registry.decide(result.metrics, current, spec.backtest.champion_min_rows)
+    decision = registry.decide(result.metrics, current, *spec.champion_min_rows_for(snapshot["features"].get("series")))
     if not sanity["passed"]:
         decision = registry.Decision(False, False, "not promoted: broken model: " + "; ".join(sanity["problems"]),
                                      {**decision.checks, "sanity": sanity})
@@ -527,7 +590,8 @@ def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned:
     model = registry.serving_model(store, layout, run_date, pinned) if pinned else incumbent
     reference = registry.load_reference(store, layout, model)
     time_col = spec.features.time_column
-    window_start = run_date - timedelta(days=spec.monitoring.window_days - 1)
+    window_end = _latest_complete(spec, run_date, features[time_col])
+    window_start = window_end - timedelta(days=spec.monitoring.window_days - 1)
     current = features[features[time_col].dt.date >= window_start]
     columns = without_pii(spec.monitoring.columns or [*spec.features.numeric, *spec.features.categorical],
                           spec.privacy.pii_columns)  # drift reports profile values: never of PII columns
@@ -535,12 +599,24 @@ def monitor_drift(spec: UseCaseSpec, run_date: date, store: ObjectStore, pinned:
     html_uri = store.put_bytes(f"{prefix}/{DRIFT_HTML}", report.html, "text/html")
     store.put_bytes(f"{prefix}/{DRIFT_SNAPSHOT}", report.json, "application/json")
     summary = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model["version"],
-               "current_window": {"start": window_start.isoformat(), "end": run_date.isoformat()},
+               "current_window": {"start": window_start.isoformat(), "end": window_end.isoformat()},
                "report_uri": html_uri, **report.to_dict()}
     uri = store.put_json(f"{prefix}/{DRIFT_FILE}", summary)
     return {"drift_detected": report.drift_detected, "drifted_share": report.drifted_share,
             "drifted_columns": report.drifted_columns, "summary_uri": uri, "report_uri": html_uri,
             "model_version": model["version"]}
+
+
+def _latest_complete(spec: UseCaseSpec, run_date: date, dates: pd.Series) -> date:
+    """The end of the latest complete period as of ``run_date`` (daily: the date itself), so a monthly
+    use case run on the 30th monitors the window up to the last month end rather than an empty one.
+    Weekly: the week ends on the weekday of the data's latest date."""
+    from mlplatform.calendars import DEFAULT_WEEK_END, latest_period_end
+
+    if spec.frequency == "daily":
+        return run_date
+    week_end = dates.max().weekday() if len(dates) else DEFAULT_WEEK_END
+    return latest_period_end(run_date, spec.frequency, week_end)
 
 
 # --- score and publish ---------------------------------------------------------------------------------

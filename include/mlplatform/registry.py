@@ -88,22 +88,25 @@ def _baseline_check(metrics: dict) -> dict:
             "improvement": metrics.get("improvement"), "required": metrics.get("min_improvement")}
 
 
-def _champion_check(metrics: dict, champion: dict | None, min_rows: int) -> dict:
+def _champion_check(metrics: dict, champion: dict | None, min_rows: int, min_rows_rule: str | None = None) -> dict:
+    """The champion comparison's verdict; its details carry the effective minimum of shared rows and
+    how it was set (an explicit ``backtest.champion_min_rows``, or the size-derived default)."""
     if champion is None:
         return {"passed": True, "detail": "no champion yet"}
+    evidence = {"min_rows": min_rows, "min_rows_rule": min_rows_rule or f"backtest.champion_min_rows {min_rows}"}
     cmp = metrics.get("champion") or {}
     if cmp.get("version") != champion["version"]:
-        return {"passed": False, "champion": champion["version"],
+        return {"passed": False, "champion": champion["version"], **evidence,
                 "detail": "the backtest did not compare against the current champion"}
     if not cmp.get("error") and (cmp.get("n_eval_rows") or 0) < min_rows:
-        return {"passed": False, "champion": champion["version"], "n_eval_rows": cmp.get("n_eval_rows"),
+        return {"passed": False, "champion": champion["version"], "n_eval_rows": cmp.get("n_eval_rows"), **evidence,
                 "detail": f"only {cmp.get('n_eval_rows')} backtest rows unseen by both models "
-                          f"(< backtest.champion_min_rows {min_rows}): too little evidence to replace it"}
+                          f"(< {min_rows}, {evidence['min_rows_rule']}): too little evidence to replace it"}
     return {"passed": bool(cmp.get("beats_champion")), "champion": champion["version"],
             "metric": cmp.get("metric"), "challenger": (cmp.get("challenger") or {}).get(cmp.get("metric")),
             "champion_value": (cmp.get("champion") or {}).get(cmp.get("metric")),
             "improvement": cmp.get("improvement"), "required": cmp.get("margin"),
-            "n_eval_rows": cmp.get("n_eval_rows"), "detail": cmp.get("error")}
+            "n_eval_rows": cmp.get("n_eval_rows"), **evidence, "detail": cmp.get("error")}
 
 
 def _fairness_check(metrics: dict) -> dict | None:
@@ -119,14 +122,19 @@ def _fairness_check(metrics: dict) -> dict | None:
     return {**verdict, "passed": bool(verdict.get("passed"))}
 
 
-def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1) -> Decision:
+def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1,
+           min_rows_rule: str | None = None) -> Decision:
     """Promotion gate: beat the baseline by ``min_improvement`` AND the serving champion by
     ``champion_margin`` on the same backtest window (rows neither model had seen, at least
     ``champion_min_rows`` of them) AND, when the spec declares sensitive attributes, stay within its
     fairness limits. Otherwise the version stays registered (as challenger) and the reason says which
     check failed, with the numbers. A fairness breach also makes the version ineligible: an operator
-    must not be able to pin or roll back to a model the spec's fairness limits refuse."""
-    base, champ = _baseline_check(metrics), _champion_check(metrics, champion, champion_min_rows)
+    must not be able to pin or roll back to a model the spec's fairness limits refuse.
+    ``champion_min_rows`` is the effective minimum for this use case (``UseCaseSpec.champion_min_rows_for``:
+    sized from folds x horizon x series unless the spec sets it) and ``min_rows_rule`` says how it was set;
+    both go to the champion check's details."""
+    base = _baseline_check(metrics)
+    champ = _champion_check(metrics, champion, champion_min_rows, min_rows_rule)
     checks = {"baseline": base, "champion": champ}
     fair = _fairness_check(metrics)
     if fair is not None:
@@ -329,9 +337,50 @@ def serving_model(store: ObjectStore, layout: Layout, run_date: date, pinned: st
     if meta is None:
         raise ModelNotAvailableError(
             f"use case {layout.use_case!r}: no champion as of {run_date} (no version promoted for a date on "
-            "or before it); see the train task's decision, or pin a version")
+            f"or before it, and no fallback registered); see the train task's decision. "
+            f"{model_options(store, layout, run_date)}")
     return meta
 
+
+def _eligible_versions(store: ObjectStore, layout: Layout, as_of: date | None = None) -> list[dict]:
+    """Versions that may serve (passed the gate's baseline, fairness and sanity checks), newest first;
+    with ``as_of``, only those trained on data up to that date (what a pin for the date accepts)."""
+    out = [m for m in list_versions(store, layout) if m["decision"].get("eligible")
+           and (as_of is None or m["training_window"]["end"] <= as_of.isoformat())]
+    return out[::-1]
+
+
+def _name_versions(metas: list[dict], limit: int = 5) -> str:
+    names = [f"{m['version']} ({_headline(m)['metric']} {_fmt(_headline(m)['model'])})" for m in metas[:limit]]
+    return ", ".join(names) + (f" and {len(metas) - limit} more" if len(metas) > limit else "")
+
+
+def model_options(store: ObjectStore, layout: Layout, run_date: date, min_improvement: float | None = None,
+                  spec_file: str | None = None) -> str:
+    """What an operator can really do when no model may serve ``run_date`` (appended to that error).
+
+    Only eligible versions (they passed the baseline, fairness and sanity checks) can be pinned for a
+    run or rolled back to; versions the gate refused cannot, so they are named as such, never offered.
+    """
+    usable = _eligible_versions(store, layout, run_date)
+    refused = [m for m in list_versions(store, layout)
+               if not m["decision"].get("eligible") and not m["decision"].get("fallback")]
+    uc = layout.use_case
+    if usable:
+        parts = [f"pin an eligible version for the run (param model_version, or `mlplatform run {uc} "
+                 f"{run_date} --model-version <v>`) or make it champion (`mlplatform registry rollback {uc} "
+                 f"--to <v> --reason ...`): {_name_versions(usable)}"]
+    else:
+        parts = [f"no version trained on data up to {run_date} passed the gate's baseline check, so there is "
+                 "nothing to pin or roll back to"]
+    if refused:
+        parts.append(f"refused versions can be neither pinned nor rolled back to ({_name_versions(refused[::-1], 3)})")
+    where = f" in {spec_file}" if spec_file else ""
+    now = "" if min_improvement is None else f" (now {min_improvement:g})"
+    parts.append(f"for a retrain to clear the gate, lower backtest.min_improvement{now}{where} and rerun the "
+                 "date's train_model; a use case whose first model is refused publishes a flagged fallback "
+                 "forecast instead, once train_model has run for the date")
+    return "options: " + "; ".join(parts)
 
 
 def rollback(store: ObjectStore, layout: Layout, to_version: str, *, reason: str, actor: str | None = None,
@@ -346,8 +395,13 @@ def rollback(store: ObjectStore, layout: Layout, to_version: str, *, reason: str
         raise PlatformError("a rollback needs a reason (it goes to the audit log)")
     meta = read_metadata(store, layout, to_version)
     if not meta["decision"]["eligible"]:
-        raise PlatformError(f"version {to_version} never passed the baseline check "
-                            f"({meta['decision']['reason']}); refusing to make it champion")
+        usable = _eligible_versions(store, layout)
+        offer = (f"eligible versions: {_name_versions(usable)}" if usable else
+                 "no registered version is eligible, so there is nothing to roll back to")
+        raise ModelNotAvailableError(
+            f"version {to_version} may not serve ({meta['decision']['reason']}); refusing to make it champion. "
+            f"Only versions that passed the gate's baseline, fairness and sanity checks can be rolled back to: "
+            f"{offer}")
     effective = effective_date or datetime.now(UTC).date()
     event = move_alias(store, layout, CHAMPION, meta, effective_date=effective,
                        actor=actor or default_actor(), reason=reason, action="rollback")

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mlplatform import constants as C
 from mlplatform.errors import SpecError
@@ -175,9 +183,10 @@ Candidate = Literal["seasonal_naive", "auto_ets", "auto_theta", "gbm", "gbm_scal
 CANDIDATES: tuple[str, ...] = ("seasonal_naive", "auto_ets", "auto_theta", "gbm", "gbm_scaled", "ensemble")
 STATISTICAL_CANDIDATES = frozenset({"auto_ets", "auto_theta"})
 GBM_CANDIDATES = frozenset({"gbm", "gbm_scaled"})
-# Periods of history each per-series statistical fit sees by default: about 16 weeks of days, 3 years of
-# weeks, 10 years of months, 20 years of quarters (AutoETS costs ~0.05 s per 112-day series, 0.15 s per 365).
-DEFAULT_STATISTICAL_WINDOW = {"daily": 112, "weekly": 156, "monthly": 120, "quarterly": 80}
+# Periods of history each per-series statistical fit sees by default: 16 weeks of days (AutoETS costs ~0.05 s
+# per 112-day series, 0.3 s per 730), 5 years of weeks, 30 years of months, 50 years of quarters (long
+# monthly and quarterly histories are cheap, and ETS and Theta estimate trend and season better on them).
+DEFAULT_STATISTICAL_WINDOW = {"daily": 112, "weekly": 260, "monthly": 360, "quarterly": 200}
 
 
 class StatisticalSpec(_Strict):
@@ -262,9 +271,10 @@ class BacktestSpec(_Strict):
         default=0.0, ge=0.0, lt=1.0,
         description="Required relative improvement over the current champion on the same window.",
     )
-    champion_min_rows: int = Field(
-        default=100, ge=1,
-        description="Fewer backtest rows unseen by both models than this: too little evidence to promote.",
+    champion_min_rows: int | None = Field(
+        default=None, ge=1,
+        description="Fewer backtest rows unseen by both models than this: too little evidence to promote; "
+                    "null = sized to the use case (see UseCaseSpec.champion_min_rows_for).",
     )
 
 
@@ -393,6 +403,45 @@ class PrivacySpec(_Strict):
     pii_columns: list[Annotated[str, Field(pattern=IDENT_PATTERN)]] = Field(default_factory=list)
 
 
+class HolidaysSpec(_Strict):
+    """The public-holiday calendar of the use case, from the ``holidays`` package (offline, any year).
+
+    The land stage writes the holidays of every year the use case needs (history start through the end
+    of the horizon) to ``raw.holidays``; dbt's ``stg_holidays`` reads this calendar's rows, so
+    ``is_holiday`` and the business-day flags of the calendar marts follow it.
+    """
+
+    country: str = Field(default="US", description="Country code of holidays.list_supported_countries().")
+    subdivision: str | None = Field(default=None, description="State, province... code of that country; "
+                                                              "null = the country's nationwide holidays.")
+
+    @field_validator("country")
+    @classmethod
+    def _country_supported(cls, v: str) -> str:
+        from mlplatform.calendars import country_problem
+
+        problem = country_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _subdivision_supported(self) -> HolidaysSpec:
+        from mlplatform.calendars import subdivision_problem
+
+        problem = self.subdivision and subdivision_problem(self.country, self.subdivision)
+        if problem:
+            raise ValueError(f"subdivision: {problem}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The calendar's name in raw.holidays ('US', 'US-CA')."""
+        from mlplatform.calendars import calendar_key
+
+        return calendar_key(self.country, self.subdivision)
+
+
 def _approval_shorthand(value: Any) -> Any:
     """``approval: required`` / ``approval: none`` are shorthands for ``{mode: ...}``."""
     return {"mode": value} if isinstance(value, str) else value
@@ -414,7 +463,12 @@ class UseCaseSpec(_Strict):
     tags: list[str] = Field(default_factory=list)
     kind: Kind
     frequency: Frequency = "daily"
-    schedule: str | None = "@daily"
+    schedule: str | None = Field(
+        default="@daily", description="Cron, preset or null (manual only); unset = derived from the frequency "
+                                      "and publication_lag_days (calendars.derived_schedule).")
+    publication_lag_days: int = Field(
+        default=0, ge=0, description="Days after a period ends until its data is complete (weekly, monthly, "
+                                     "quarterly): the derived schedule runs that much later.")
     start_date: date
     catchup: bool = False
     retries: int = Field(default=2, ge=0, le=10)
@@ -436,11 +490,76 @@ class UseCaseSpec(_Strict):
     freshness: FreshnessSpec = FreshnessSpec()
     retention: RetentionSpec = RetentionSpec()
     privacy: PrivacySpec = PrivacySpec()
+    holidays: HolidaysSpec = HolidaysSpec()
 
     @field_validator("approval", mode="before")
     @classmethod
     def _approval_str(cls, v: Any) -> Any:
         return _approval_shorthand(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_schedule(cls, data: Any) -> Any:
+        """No ``schedule`` in the spec (nor its defaults): run on the frequency's own calendar.
+
+        A weekly, monthly or quarterly use case runs the day after each period end plus
+        ``publication_lag_days``; daily stays ``@daily``. An explicit ``schedule`` (null included) wins.
+        Invalid inputs are left for the field validators to report.
+        """
+        from mlplatform.calendars import MAX_PUBLICATION_LAG_DAYS, derived_schedule
+
+        if not isinstance(data, dict) or "schedule" in data:
+            return data
+        frequency, lag = data.get("frequency", "daily"), data.get("publication_lag_days", 0)
+        if frequency in MAX_PUBLICATION_LAG_DAYS and type(lag) is int and 0 <= lag <= MAX_PUBLICATION_LAG_DAYS[frequency]:
+            return {**data, "schedule": derived_schedule(frequency, lag)}
+        return data
+
+    @field_validator("publication_lag_days")
+    @classmethod
+    def _lag_fits_schedule(cls, v: int, info: ValidationInfo) -> int:
+        from mlplatform.calendars import derived_schedule, publication_lag_problem
+
+        frequency = info.data.get("frequency")
+        if frequency is None or "schedule" not in info.data:
+            return v
+        problem = publication_lag_problem(frequency, v)
+        if problem:
+            raise ValueError(problem)
+        if v and info.data["schedule"] != derived_schedule(frequency, v):
+            raise ValueError(f"{v} shapes only the schedule derived from the frequency, but 'schedule' is set "
+                             f"explicitly ({info.data['schedule']!r}): remove one of the two")
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays_match_generator(cls, v: HolidaysSpec, info: ValidationInfo) -> HolidaysSpec:
+        """The synthetic generators lift demand on US holidays: flags of another calendar would not match."""
+        from mlplatform.calendars import calendar_key
+        from mlplatform.datagen import SYNTHETIC_HOLIDAYS
+
+        source = info.data.get("source")
+        if source is not None and source.type == "generator" and v.key != calendar_key(*SYNTHETIC_HOLIDAYS):
+            raise ValueError(f"source.generator {source.generator!r} simulates the {calendar_key(*SYNTHETIC_HOLIDAYS)} "
+                             f"holidays, so the calendar marts must flag those: set country "
+                             f"{SYNTHETIC_HOLIDAYS[0]!r} and subdivision null (got {v.key!r})")
+        return v
+
+    @field_validator("backtest")
+    @classmethod
+    def _min_rows_reachable(cls, v: BacktestSpec, info: ValidationInfo) -> BacktestSpec:
+        """An explicit champion_min_rows the backtest can never supply is refused here when the number of
+        series is known from the spec (a generator's params); otherwise training checks it on the data."""
+        from mlplatform.datagen import series_count
+
+        forecast, source = info.data.get("forecast"), info.data.get("source")
+        if v.champion_min_rows is None or info.data.get("kind") != "forecast" or not forecast or not source:
+            return v
+        n_series = series_count(source)
+        problem = n_series and champion_min_rows_problem(v, forecast.horizon, n_series)
+        if problem:
+            raise ValueError(f"{problem} (the series count of source.generator {source.generator!r} with its params)")
+        return v
 
     @model_validator(mode="after")
     def _sections_for_kind(self) -> UseCaseSpec:
@@ -482,6 +601,25 @@ class UseCaseSpec(_Strict):
             raise ValueError(f"privacy.pii_columns {leaked} are model features, keys, the target, monitored columns "
                              "or fairness groups: personal data must not drive, identify or be reported with outputs")
 
+    def champion_min_rows_for(self, n_series: int | None) -> tuple[int, str]:
+        """(rows, how it was set): the fewest backtest rows unseen by both models that let a challenger
+        replace the champion, for ``n_series`` series (known at training time).
+
+        An explicit ``backtest.champion_min_rows`` wins. Unset (null), a forecast asks for one twelfth of
+        the most rows the backtest can compare (folds x horizon x series; with 3 folds, a quarter of one
+        fold), at least 1 and at most 100: a 1-series, 28-period, 3-fold use case needs 7 rows, where a
+        fixed 100 could never be met. Tabular kinds (and an unknown series count) keep 100.
+        """
+        b = self.backtest
+        if b.champion_min_rows is not None:
+            return b.champion_min_rows, f"backtest.champion_min_rows {b.champion_min_rows}"
+        if self.kind != "forecast" or not n_series:
+            return CHAMPION_MIN_ROWS_CAP, f"backtest.champion_min_rows auto: {CHAMPION_MIN_ROWS_CAP}"
+        most = b.folds * self.horizon * n_series
+        rows = max(1, min(CHAMPION_MIN_ROWS_CAP, -(-most // CHAMPION_MIN_ROWS_SHARE)))
+        return rows, (f"backtest.champion_min_rows auto: min({CHAMPION_MIN_ROWS_CAP}, {b.folds} folds x horizon "
+                      f"{self.horizon} x {n_series} series / {CHAMPION_MIN_ROWS_SHARE}) = {rows}")
+
     @property
     def gate_metric(self) -> str:
         """The metric the promotion gate compares (the spec's, or the kind's default)."""
@@ -515,6 +653,25 @@ class UseCaseSpec(_Strict):
                 del data[name]
         payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# Auto champion_min_rows (see UseCaseSpec.champion_min_rows_for): a share of folds x horizon x series, capped.
+CHAMPION_MIN_ROWS_CAP = 100
+CHAMPION_MIN_ROWS_SHARE = 12
+
+
+def champion_min_rows_problem(backtest: BacktestSpec, horizon: int, n_series: int) -> str | None:
+    """Why an explicit ``champion_min_rows`` can never be met by ``n_series`` series (None if it can).
+
+    Each fold compares at most ``horizon`` targets per series, so no backtest supplies more than
+    folds x horizon x series rows unseen by both models: a higher minimum would refuse every retrain.
+    """
+    most = backtest.folds * horizon * n_series
+    if backtest.champion_min_rows is None or backtest.champion_min_rows <= most:
+        return None
+    return (f"backtest.champion_min_rows {backtest.champion_min_rows} can never be met: the backtest compares at "
+            f"most folds {backtest.folds} x horizon {horizon} x {n_series} series = {most} rows; lower it to "
+            f"{most} or less, or remove it (null sizes it to the use case)")
 
 
 def quantile_column(q: float) -> str:

@@ -25,7 +25,6 @@ from mlplatform.forecasting import (
     Periods,
     QuantileForecaster,
     build_training_set,
-    series_columns,
     censored_mask,
     feature_input_columns,
     make_supervised,
@@ -33,6 +32,7 @@ from mlplatform.forecasting import (
     require_columns,
     required_history_periods,
     seasonal_naive,
+    series_columns,
     to_timestamp,
 )
 from mlplatform.metrics import HIGHER_IS_BETTER, bias, interval_coverage, mase, relative_improvement, wape

@@ -145,7 +145,8 @@ def horizon_days(spec: UseCaseSpec) -> int:
 def run_dbt_build(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
     """``dbt build`` of the use case's selection as of ``run_date``; TransformError names failed nodes."""
     target = target_dir(settings, spec.name)
-    dbt_vars = {"run_date": run_date.isoformat(), "horizon_days": horizon_days(spec)}
+    dbt_vars = {"run_date": run_date.isoformat(), "horizon_days": horizon_days(spec),
+                "holiday_calendar": spec.holidays.key}
     args = ["build", "--select", *spec.transform.select.split(), "--vars", json.dumps(dbt_vars),
             *_common_args(settings, target)]
     started = time.monotonic()

@@ -8,6 +8,8 @@ Schema naming (what the dbt project in ``dbt_project/`` builds):
 
 * ``raw.<table>``: raw source data landed here (``raw.retail_sales``, ``raw.stores``, ``raw.products``);
   dbt reads it as source ``raw``. Raw data is append-only: a landed day is never rewritten.
+  ``raw.holidays`` holds the public holidays of each calendar a use case names (``holidays:`` in its
+  spec), per year it needs, from the ``holidays`` package (:func:`land_holidays`).
 * ``analytics.<model>``: every dbt model and seed (staging and intermediate as views, marts as tables),
   e.g. ``analytics.fct_demand_features``; :func:`relation_name` maps a model name to it.
 
@@ -41,6 +43,7 @@ LANDED_TABLE = f"{C.RAW_SCHEMA}._landed_days"
 LANDED_DDL = f"create table if not exists {LANDED_TABLE} (source varchar not null, day date not null, rows bigint not null)"
 PARAMS_TABLE = f"{C.RAW_SCHEMA}._source_params"
 PARAMS_DDL = f"create table if not exists {PARAMS_TABLE} (source varchar primary key, params varchar not null)"
+HOLIDAYS_TABLE = f"{C.RAW_SCHEMA}.holidays"
 LAND_CHUNK_DAYS = 90
 LOCK_ATTEMPTS = 60
 LOCK_WAIT_S = 0.5
@@ -66,6 +69,8 @@ _RAW_DDL = {
               "(store_id varchar, region varchar, store_format varchar, opened_on date)",
     "products": "create table if not exists raw.products (sku_id varchar, category varchar, "
                 "list_price double precision)",
+    "holidays": "create table if not exists raw.holidays (holiday_calendar varchar not null, "
+                "holiday_date date not null, holiday_name varchar not null)",
 }
 
 
@@ -421,6 +426,44 @@ def landing_transaction(settings: Settings, lock: str,
             raise
 
 
+def holiday_years(spec: UseCaseSpec, run_date: date) -> tuple[int, int]:
+    """The years whose holidays the use case needs as of ``run_date``: from its history start through the
+    last day its calendar marts cover (``run_date`` + the horizon, to that month's end)."""
+    from mlplatform.transform import horizon_days
+
+    return spec.source.history_start.year, (run_date + timedelta(days=horizon_days(spec) + 31)).year
+
+
+def _replace_holidays(db: _DuckBackend | _PgBackend, spec: UseCaseSpec, run_date: date) -> int:
+    """Write the calendar's holidays of every needed year to raw.holidays (those years' rows replaced).
+
+    Idempotent, and other calendars and years stay untouched, so use cases sharing the warehouse (and
+    their backfills) never take each other's holidays away. Serialised by a lock on Postgres.
+    """
+    import pandas as pd
+
+    from mlplatform.calendars import holidays_between
+
+    first, last = holiday_years(spec, run_date)
+    h = spec.holidays
+    rows = holidays_between(h.country, h.subdivision, first, last)
+    db.lock("holidays")
+    db.execute(f"delete from {HOLIDAYS_TABLE} where holiday_calendar = ? and holiday_date between ? and ?",
+               [h.key, date(first, 1, 1), date(last, 12, 31)])
+    if rows:
+        db.insert_frame("holidays", pd.DataFrame({
+            "holiday_calendar": [h.key] * len(rows), "holiday_date": [d for d, _ in rows],
+            "holiday_name": [name for _, name in rows]}))
+    return len(rows)
+
+
+def land_holidays(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
+    """Land the spec's holiday calendar for the years it needs (sources landed by others: files, warehouse)."""
+    with landing_transaction(settings, "holidays") as db:
+        rows = _replace_holidays(db, spec, run_date)
+    return {"holiday_calendar": spec.holidays.key, "holiday_rows": rows, "holiday_years": list(holiday_years(spec, run_date))}
+
+
 def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
     """Make raw history complete from ``spec.source.history_start`` through ``run_date``.
 
@@ -442,6 +485,7 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
     with landing_transaction(settings, f"land.{spec.source.generator}") as db:
         _check_params(db, spec)
         _replace_dimensions(db, datagen.dimension_tables(spec.source))
+        holiday_rows = _replace_holidays(db, spec, run_date)
         landed = _landed_days(db, spec.source.generator, table, date_column,
                               spec.source.history_start, run_date)
         missing = _missing_days(landed, spec.source.history_start, run_date)
@@ -452,14 +496,30 @@ def land_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[s
     return {"rows_landed": rows, "days_landed": len(missing),
             "first_missing": missing[0].isoformat() if missing else None,
             "last_day": run_date.isoformat(), "table": f"{C.RAW_SCHEMA}.{table}",
-            "tables": [f"{C.RAW_SCHEMA}.{t}" for t in source.facts]}
+            "tables": [f"{C.RAW_SCHEMA}.{t}" for t in source.facts],
+            "holiday_calendar": spec.holidays.key, "holiday_rows": holiday_rows}
+
+
+def expected_through(spec: UseCaseSpec, run_date: date, latest: date | None = None) -> date:
+    """The last day a source must reach for a run on ``run_date``: the latest period end on or before it.
+
+    Daily: the run date itself. A monthly use case run on the 14th needs the previous month end, not the
+    14th. Weekly: the week ends on the weekday of the source's ``latest`` date when known (the data fixes
+    the convention, as in forecasting.periods_for), else on Sunday.
+    """
+    from mlplatform.calendars import DEFAULT_WEEK_END, latest_period_end
+
+    week_end = latest.weekday() if latest is not None and spec.frequency == "weekly" else DEFAULT_WEEK_END
+    return latest_period_end(run_date, spec.frequency, week_end)
 
 
 def check_external_source(spec: UseCaseSpec, run_date: date, settings: Settings) -> dict[str, Any]:
-    """Readiness of a table an external loader fills: it must hold rows dated ``run_date`` or later.
+    """Readiness of a table an external loader fills: it must hold the latest complete period as of
+    ``run_date`` (daily: rows dated ``run_date``; monthly run on the 14th: the previous month end).
 
     Running on a source that has not caught up would silently train and score on stale data, so it is
-    an error naming the table, its latest date and the run date (the task retries; a later run succeeds).
+    an error naming the table, its latest date and the date it must reach. The error is deterministic
+    (the task fails without retries): rerun the date once the loader has delivered.
     """
     from mlplatform.errors import DataQualityError
 
@@ -475,11 +535,15 @@ def check_external_source(spec: UseCaseSpec, run_date: date, settings: Settings)
             f"select max(cast({column} as date)), count(*) from {table} where {column} <= ?",
             [run_date])[0]
     latest = _as_date(latest) if latest is not None else None
-    if latest is None or latest < run_date:
-        raise DataQualityError(f"{spec.name}: source table {table} is not ready for {run_date}: latest "
-                               f"{column} is {latest}; the loader has not delivered that day yet")
+    needed = expected_through(spec, run_date, latest)
+    if latest is None or latest < needed:
+        period = "" if spec.frequency == "daily" else f" (the latest {spec.frequency} period end on or before {run_date})"
+        raise DataQualityError(
+            f"{spec.name}: source table {table} is not ready for {run_date}: latest {column} is {latest}, "
+            f"it must reach {needed}{period}; the loader has not delivered that yet. Rerun this date once it "
+            "has (clear the run), or run a later date")
     return {"rows_landed": 0, "days_landed": 0, "first_missing": None, "last_day": run_date.isoformat(),
-            "table": table, "rows_as_of": int(rows), "external": True}
+            "table": table, "rows_as_of": int(rows), "external": True, "ready_through": needed.isoformat()}
 
 
 # --------------------------------------------------------------------------------------------- reading

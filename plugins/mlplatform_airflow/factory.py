@@ -13,13 +13,18 @@ And once: ``mlplatform_model_rollback``, triggered by hand with params, moves a 
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
+from mlplatform.calendars import describe_schedule
 from mlplatform.constants import WAREHOUSE_POOL
+from mlplatform.errors import ModelNotAvailableError, is_retryable
 from mlplatform.spec import UseCaseSpec, load_all_specs
 
 log = logging.getLogger(__name__)
@@ -36,10 +41,16 @@ DOC_TEMPLATE = """\
 **Kind:** {kind} ({frequency}) · **Owner:** {owner} · **Consumers:** {consumers} ·
 **Spec:** `include/use_cases/{name}.yaml`
 
+**Schedule:** {schedule}. A run date that is not a period end uses the latest complete period as of
+that date. **Retries:** {retries} for transient errors (storage or warehouse unreachable, a lock, dbt
+losing its connection); an invalid spec, failed data checks, a source not ready for the date, or no
+model allowed to serve fail the task at once (a retry would fail the same way).
+
 Every task calls one function of `mlplatform.pipeline` for the run's logical date D, using only data up
 to D:
 
-1. `land_raw` – raw source data up to D in the warehouse (days already landed stay untouched); with
+1. `land_raw` – raw source data up to D in the warehouse (days already landed stay untouched; an external
+   table must hold the latest complete period as of D), and the holiday calendar `{holidays}`; with
    `freshness:` in the spec, `check_freshness` then runs dbt source freshness as of D (an error blocks or
    flags the partition stale; a warning takes the visible `freshness_warning` path).
 2. `build_features` – `dbt build --select {select}` with `run_date=D`; snapshot the marts to S3.
@@ -109,6 +120,61 @@ def pinned_version() -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _options_for(use_case: str) -> str:
+    """What an operator can do when no model may serve the run (registry.model_options); '' if unreadable."""
+    try:
+        from mlplatform import registry
+        from mlplatform.constants import USE_CASES_DIR
+        from mlplatform.storage import Layout
+
+        spec_, _, store = _io(use_case)
+        return registry.model_options(store, Layout(use_case), run_date_from_context(),
+                                      spec_.backtest.min_improvement, str(USE_CASES_DIR / f"{use_case}.yaml"))
+    except Exception as lookup:  # noqa: BLE001 - the hint must never hide the original error
+        log.warning("%s: could not list the model options: %s", use_case, lookup)
+        return ""
+
+
+def _no_retry_message(exc: Exception, use_case: str | None) -> str:
+    """The original message, the real options when no model may serve, and why there is no retry."""
+    lines = [str(exc)]
+    if use_case and isinstance(exc, ModelNotAvailableError) and "options:" not in str(exc):
+        lines.append(_options_for(use_case))
+    lines.append(f"(not retried: a {type(exc).__name__} fails the same way on every attempt; fix the cause, "
+                 "then clear the task)")
+    return "\n".join(line for line in lines if line)
+
+
+def fail_fast(use_case: str | None = None) -> Callable[[_F], _F]:
+    """Decorate a task's function: an error a retry cannot fix fails the task at once, without retries.
+
+    ``mlplatform.errors.is_retryable`` decides: an invalid spec, a failed data check, a source not ready
+    for the date, no model allowed to serve, or dbt failing on the data raise
+    ``AirflowFailException`` (the task SDK then marks the task failed, never up for retry) with the
+    original message first; anything else (storage or warehouse unreachable, a lock, an unknown error)
+    propagates unchanged and keeps the spec's retries. ``use_case`` lets a missing model name the real
+    options (pin or roll back to an eligible version, lower the gate...).
+    """
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                raise AirflowFailException(_no_retry_message(exc, use_case)) from exc
+
+        run.fail_fast = True  # type: ignore[attr-defined] - the DAG-integrity tests look for it
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
 def _io(spec_name: str) -> tuple[Any, ...]:
     """Spec, settings and object store for a task, resolved at run time (never at parse time)."""
     from mlplatform.settings import load_settings
@@ -137,7 +203,7 @@ def forecast_asset(spec: UseCaseSpec) -> Asset:
 def _dag_kwargs(spec: UseCaseSpec) -> dict[str, Any]:
     return {
         "start_date": datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
-        "tags": sorted({"mlplatform", spec.kind, *spec.tags}),
+        "tags": sorted({"mlplatform", spec.kind, spec.frequency, *spec.tags}),
         "default_args": {"owner": spec.owner, "retries": spec.retries,
                          "retry_delay": timedelta(minutes=spec.retry_delay_minutes)},
     }
@@ -156,6 +222,9 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
         doc_md=DOC_TEMPLATE.format(
             name=name, description=spec.description, kind=spec.kind, frequency=spec.frequency,
             owner=spec.owner, consumers=", ".join(spec.consumers) or "-", select=spec.transform.select,
+            schedule=describe_schedule(spec.frequency, spec.publication_lag_days, spec.schedule),
+            holidays=spec.holidays.key,
+            retries=f"{spec.retries} x {spec.retry_delay_minutes} min",
             suite=spec.validation.suite, folds=spec.backtest.folds, window=spec.monitoring.window_days,
             asset=asset.name, approval=APPROVAL_DOC.format(hours=spec.approval.timeout_hours)
             if spec.approval.required else ""),
@@ -166,6 +235,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
     )
     def pipeline():  # noqa: C901
         @task(pool=WAREHOUSE_POOL)
+        @fail_fast(name)
         def land_raw() -> dict:
             from mlplatform import pipeline as p
 
@@ -173,6 +243,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return p.land_raw(spec_, run_date_from_context(), settings, store)
 
         @task.branch(task_id="check_freshness", pool=WAREHOUSE_POOL)
+        @fail_fast(name)
         def check_freshness() -> str:
             """dbt source freshness as of D: error blocks (task fails) unless the spec publishes stale;
             a warning or a stale publication takes the visible ``freshness_warning`` path."""
@@ -187,6 +258,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return "every source is within its freshness thresholds as of the run date"
 
         @task(task_id=WARN_TASK)
+        @fail_fast(name)
         def freshness_warning() -> dict:
             from mlplatform import pipeline as p
 
@@ -196,6 +268,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return summary
 
         @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed_min_one_success")
+        @fail_fast(name)
         def build_features() -> dict:
             from mlplatform import pipeline as p
 
@@ -205,6 +278,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return result
 
         @task
+        @fail_fast(name)
         def validate_features() -> dict:
             from mlplatform import pipeline as p
 
@@ -212,6 +286,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return p.validate_features(spec_, run_date_from_context(), store)
 
         @task
+        @fail_fast(name)
         def monitor_drift() -> dict:
             from mlplatform import pipeline as p
 
@@ -219,6 +294,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return p.monitor_drift(spec_, run_date_from_context(), store, pinned_version())
 
         @task
+        @fail_fast(name)
         def evaluate_accuracy() -> dict:
             from mlplatform import pipeline as p
             from mlplatform_airflow.alerts import AccuracyAlertNotifier
@@ -230,6 +306,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return result
 
         @task.branch
+        @fail_fast(name)
         def decide_retrain() -> str:
             from mlplatform import pipeline as p
 
@@ -238,6 +315,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return "train_model" if decision["retrain"] else NO_RETRAIN_TASK
 
         @task
+        @fail_fast(name)
         def train_model() -> dict:
             from mlplatform import pipeline as p
 
@@ -252,6 +330,7 @@ def build_dag(spec: UseCaseSpec):  # noqa: C901 - one nested function per task, 
             return "no retraining trigger fired: the champion as of the run date serves"
 
         @task(outlets=[asset], trigger_rule="none_failed_min_one_success")
+        @fail_fast(name)
         def score_and_publish() -> dict:
             from mlplatform import pipeline as p
 
@@ -308,6 +387,7 @@ def build_rollup_dag(spec: UseCaseSpec):
     )
     def rollups():
         @task
+        @fail_fast()
         def build_rollups() -> list[dict]:
             from mlplatform import rollups as r
 
@@ -358,6 +438,7 @@ def build_rollback_dag(use_cases: list[str]):
     )
     def rollback():
         @task
+        @fail_fast()
         def move_champion() -> dict:
             from mlplatform import registry
             from mlplatform.storage import Layout
@@ -394,6 +475,7 @@ def build_maintenance_dag(specs: list[UseCaseSpec]):
     def maintenance():
         for spec in specs:
             @task(task_id=f"retention__{spec.name}", pool=WAREHOUSE_POOL)
+            @fail_fast()
             def apply_retention(use_case: str = spec.name) -> dict:
                 from mlplatform import retention
 

@@ -90,8 +90,9 @@ def test_rollback_refuses_unknown_ineligible_or_unexplained_targets(object_store
     _promote(object_store, v1, "2025-05-31")
     with pytest.raises(ModelNotAvailableError, match="no registered model version 'nope'"):
         registry.rollback(object_store, L, "nope", reason="x")
-    with pytest.raises(PlatformError, match="never passed the baseline check"):
+    with pytest.raises(ModelNotAvailableError, match="may not serve") as refused:
         registry.rollback(object_store, L, "bad", reason="x")
+    assert "eligible versions: v1" in str(refused.value)  # the real option, never the refused one
     with pytest.raises(PlatformError, match="needs a reason"):
         registry.rollback(object_store, L, "v1", reason=" ")
     with pytest.raises(PlatformError, match="already the champion"):

@@ -240,7 +240,8 @@ def _small_spec(name: str = UC, **source) -> UseCaseSpec:
                         "params": {"n_stores": 2, "n_skus": 3, "seed": 5}}
     return base.model_copy(update={
         "name": name, "source": SourceSpec(**source),
-        "model": base.model.model_copy(update={"training_window": 28}),
+        # global candidates only: the feature look-back stays the trees' 4 x 7 days (statistical ones read 112)
+        "model": base.model.model_copy(update={"training_window": 28, "candidates": ["seasonal_naive", "gbm"]}),
         "backtest": base.backtest.model_copy(update={"folds": 1}),
         "monitoring": base.monitoring.model_copy(update={"window_days": 7, "reference_days": 7}),
         "accuracy": base.accuracy.model_copy(update={"lookback_days": 7}),

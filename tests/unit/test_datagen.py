@@ -74,15 +74,16 @@ def test_promotions_discount_price_and_lift_demand(two_years: pd.DataFrame) -> N
     assert (lift[True] > lift[False]).mean() > 0.8
 
 
-def test_holidays_come_from_the_dbt_seed_and_raise_demand(two_years: pd.DataFrame) -> None:
-    assert datagen.load_holidays() == frozenset(d for d, _ in datagen.holiday_calendar())
-    seed = pd.read_csv(datagen.HOLIDAYS_CSV)
-    assert list(seed.columns) == ["holiday_date", "holiday_name"]
-    assert seed["holiday_date"].is_unique and seed["holiday_date"].min() == "2020-01-01"
-    assert seed["holiday_date"].max() == "2030-12-31"
-    assert {"2024-04-01", "2024-11-29", "2024-12-25"} <= set(seed["holiday_date"])  # Easter Monday, Black Friday
+def test_holidays_come_from_the_holidays_package_and_raise_demand(two_years: pd.DataFrame) -> None:
+    from mlplatform.calendars import holidays_between
+
+    # the same function and calendar the land stage writes to raw.holidays for dbt
+    us = holidays_between("US", None, 2023, 2024)
+    assert datagen.load_holidays(2023, 2024) == frozenset(d for d, _ in us)
+    assert {date(2024, 7, 4), date(2024, 11, 28), date(2024, 12, 25)} <= datagen.load_holidays(2024, 2024)
+    assert date(1955, 7, 4) in datagen.load_holidays(1955, 1955)  # any year, not only 2020 onwards
     df = two_years[~two_years["on_promotion"]]
-    is_holiday = df["sales_date"].dt.date.isin(datagen.load_holidays())
+    is_holiday = df["sales_date"].dt.date.isin(datagen.load_holidays(2023, 2024))
     assert df.loc[is_holiday, "units_sold"].mean() > 1.15 * df.loc[~is_holiday, "units_sold"].mean()
 
 

@@ -421,6 +421,8 @@ def test_training_window_and_history_are_counted_in_periods(monthly):
     train = build_training_set(features, calendar, spec, cutoff, max_rows=None)
     assert train["target_date"].max() == pd.Timestamp("2023-06-30")
     # four seasons for the trees' references, or the statistical candidates' window (360 months) if longer
-    assert required_history_periods(spec) == max(4 * spec.backtest.season_length, 360)
+    with_statistical = spec.model_copy(update={"model": spec.model.model_copy(
+        update={"candidates": ["seasonal_naive", "auto_ets", "gbm"]})})
+    assert required_history_periods(with_statistical) == max(4 * spec.backtest.season_length, 360)
     assert required_history_periods(spec.model_copy(update={"model": spec.model.model_copy(
         update={"candidates": ["seasonal_naive", "gbm"]})})) == 4 * spec.backtest.season_length

@@ -60,6 +60,21 @@ def test_too_few_shared_rows_are_too_little_evidence_to_replace_the_champion():
     assert d.eligible and not d.promoted and "only 12 backtest rows" in d.reason
 
 
+def test_the_size_derived_minimum_lets_a_small_use_case_replace_its_champion_and_is_reported():
+    """1 series x horizon 28 x 3 folds: at most 84 shared rows, so a fixed 100 refused every retrain."""
+    from forecast_fixtures import make_spec
+
+    spec = make_spec({"forecast": {"horizon": 28}})
+    m = _metrics(0.30, 0.50, champion={**_versus(0.30, 0.40), "n_eval_rows": 28})
+    assert not decide(m, champion=CHAMPION, champion_min_rows=100).promoted
+    d = decide(m, CHAMPION, *spec.champion_min_rows_for(1))
+    assert d.promoted
+    check = d.checks["champion"]
+    assert check["min_rows"] == 7 and "3 folds x horizon 28 x 1 series / 12" in check["min_rows_rule"]
+    few = decide({**m, "champion": {**m["champion"], "n_eval_rows": 5}}, CHAMPION, *spec.champion_min_rows_for(1))
+    assert not few.promoted and "only 5 backtest rows" in few.reason and "(< 7, backtest.champion_min_rows auto" in few.reason
+
+
 def test_no_comparison_on_a_shared_window_means_no_promotion():
     cmp = _versus(0.3, 0.4, error="the champion was trained on data after every backtest target")
     d = decide(_metrics(0.30, 0.50, champion=cmp), champion=CHAMPION)

@@ -20,9 +20,9 @@ def _with(spec: UseCaseSpec, name: str | None = None, **policy) -> UseCaseSpec:
 
 def test_minimum_raw_days_of_the_demand_use_case_sums_every_window_it_reads_back():
     parts = retention.minimum_raw_days(get_spec("demand_forecast"))
-    # 540 training + (14 horizon + 2 x 14 between folds) + 112 days the statistical candidates fit on (more
-    # than the trees' 4 x 7 seasonal references) + 28 + 180 monitoring + 28 accuracy look-back + 14 horizon
-    assert parts == {"model.training_window": 540, "backtest look-back": 42, "feature look-back": 112,
+    # 540 training + (14 horizon + 2 x 14 between folds) + 4 x 7 seasonal references (the spec has no
+    # statistical candidate, which would read 112 days) + 28 + 180 monitoring + 28 accuracy look-back + 14 horizon
+    assert parts == {"model.training_window": 540, "backtest look-back": 42, "feature look-back": 28,
                      "monitoring.window_days + reference_days": 208, "accuracy.lookback_days + horizon": 42}
 
 
@@ -39,8 +39,8 @@ def test_too_short_raw_days_is_refused_naming_the_spec_file_and_field():
         retention.check_raw_days(spec)
     message = str(failure.value)
     assert "demand_forecast.yaml: field 'retention.raw_days' is 365 days" in message
-    assert "at least 944" in message and "model.training_window 540" in message
-    retention.check_raw_days(_with(get_spec("demand_forecast"), raw_days=944))
+    assert "at least 860" in message and "model.training_window 540" in message
+    retention.check_raw_days(_with(get_spec("demand_forecast"), raw_days=860))
     retention.check_raw_days(_with(get_spec("demand_forecast")))  # null: kept forever
 
 

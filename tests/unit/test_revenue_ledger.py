@@ -174,10 +174,11 @@ def test_empty_range_gives_an_empty_frame_with_the_ledger_columns() -> None:
 
 def test_business_calendar_rules() -> None:
     holidays = datagen.load_holidays()
-    # March 2024 ends on a Sunday, Good Friday is the 29th: the window is Tue 26th .. Thu 28th.
-    ranks = {d: rl.month_end_rank(date(2024, 3, d), holidays) for d in range(25, 32)}
-    assert ranks == {25: None, 26: 2, 27: 1, 28: 0, 29: None, 30: None, 31: None}
-    assert not rl.is_business_day(date(2024, 3, 29), holidays)
+    # November 2024 ends on a Saturday and Thanksgiving (US) is Thursday the 28th: the window is
+    # Tue 26th, Wed 27th and Fri 29th.
+    ranks = {d: rl.month_end_rank(date(2024, 11, d), holidays) for d in range(25, 31)}
+    assert ranks == {25: None, 26: 2, 27: 1, 28: None, 29: 0, 30: None}
+    assert not rl.is_business_day(date(2024, 11, 28), holidays)
     assert rl.is_business_day(date(2024, 4, 2), holidays)
     assert not rl.is_business_day(date(2024, 4, 6), holidays)  # Saturday
 

@@ -138,3 +138,100 @@ def test_every_kind_and_frequency_is_accepted_by_the_schema(spec_dir):
     _rewrite(spec_dir / "credit_risk.yaml", kind="regression", backtest__metric="mae", features__target="exposure_at_default",
              fairness=None)
     assert load_spec(spec_dir / "credit_risk.yaml", load_defaults(spec_dir)).gate_metric == "mae"
+
+
+# --- schedule from the frequency (issue 13) -----------------------------------------------------------------
+
+def _load(spec_dir: Path, name: str = "demand_forecast"):
+    return load_spec(spec_dir / f"{name}.yaml", load_defaults(spec_dir))
+
+
+@pytest.mark.parametrize(("frequency", "lag", "cron"), [
+    ("daily", None, "@daily"), ("weekly", 1, "0 0 * * 2"), ("monthly", None, "0 0 1 * *"),
+    ("monthly", 3, "0 0 4 * *"), ("quarterly", 20, "0 0 21 1,4,7,10 *"),
+])
+def test_the_schedule_derives_from_the_frequency_and_publication_lag(spec_dir, frequency, lag, cron):
+    _rewrite(spec_dir / "demand_forecast.yaml", frequency=frequency, publication_lag_days=lag)
+    spec = _load(spec_dir)
+    assert spec.schedule == cron and spec.publication_lag_days == (lag or 0)
+
+
+def test_an_explicit_schedule_wins_including_none(spec_dir):
+    _rewrite(spec_dir / "demand_forecast.yaml", frequency="monthly", schedule="0 6 15 * *")
+    assert _load(spec_dir).schedule == "0 6 15 * *"
+    path = spec_dir / "demand_forecast.yaml"
+    path.write_text(path.read_text() + "\nschedule: null\n")
+    assert _load(spec_dir).schedule is None  # manual runs only (e.g. the evaluation use cases)
+
+
+@pytest.mark.parametrize(("changes", "hint"), [
+    ({"frequency": "monthly", "publication_lag_days": 40}, "more than 26"),
+    ({"frequency": "daily", "publication_lag_days": 2}, "weekly, monthly and quarterly use cases only"),
+    ({"frequency": "monthly", "publication_lag_days": -1}, "greater than or equal to 0"),
+    ({"frequency": "monthly", "publication_lag_days": 5, "schedule": "@daily"}, "remove one of the two"),
+])
+def test_a_publication_lag_that_cannot_apply_names_the_field(spec_dir, changes, hint):
+    path = spec_dir / "demand_forecast.yaml"
+    _rewrite(path, **changes)
+    with pytest.raises(SpecError) as info:
+        _load(spec_dir)
+    assert str(path) in str(info.value) and "'publication_lag_days'" in str(info.value) and hint in str(info.value)
+
+
+# --- holidays from the holidays package --------------------------------------------------------------------
+
+def test_the_holiday_calendar_defaults_to_us_and_names_its_key(spec_dir):
+    assert _load(spec_dir, "credit_risk").holidays.key == "US"  # no section: the default
+    assert get_spec("demand_forecast").holidays.model_dump() == {"country": "US", "subdivision": None}
+
+
+@pytest.mark.parametrize(("holidays", "field", "hint"), [
+    ({"country": "XX"}, "holidays.country", "not a country code the holidays package supports"),
+    ({"country": "us"}, "holidays.country", "did you mean 'US'"),
+    ({"country": "US", "subdivision": "ZZ"}, "holidays", "'ZZ' is not a subdivision of 'US'"),
+    ({"country": "DE"}, "holidays", "simulates the US holidays"),  # a generator source lifts US holidays
+])
+def test_an_unknown_or_mismatched_holiday_calendar_names_file_and_field(spec_dir, holidays, field, hint):
+    path = spec_dir / "demand_forecast.yaml"
+    _rewrite(path, holidays=holidays)
+    with pytest.raises(SpecError) as info:
+        _load(spec_dir)
+    message = str(info.value)
+    assert str(path) in message and f"'{field}'" in message and hint in message
+
+
+def test_a_warehouse_source_may_use_any_supported_calendar(spec_dir):
+    _rewrite(spec_dir / "demand_forecast.yaml", holidays={"country": "GB", "subdivision": "ENG"},
+             source={"type": "warehouse", "table": "raw.pos_sales", "date_column": "sales_date",
+                     "history_start": "2023-01-01"})
+    assert _load(spec_dir).holidays.key == "GB-ENG"
+
+
+# --- champion_min_rows sized to the use case ---------------------------------------------------------------
+
+def test_champion_min_rows_defaults_to_a_share_of_folds_horizon_and_series(spec_dir):
+    _rewrite(spec_dir / "demand_forecast.yaml", forecast__horizon=28, backtest__fold_step=14)
+    spec = _load(spec_dir)
+    assert spec.backtest.champion_min_rows is None
+    rows, rule = spec.champion_min_rows_for(1)  # 1 series x 28 x 3 folds = 84 rows at most: 100 never met
+    assert rows == 7 and "3 folds x horizon 28 x 1 series / 12" in rule
+    assert spec.champion_min_rows_for(48)[0] == 100  # capped
+    assert spec.champion_min_rows_for(None)[0] == 100  # series count unknown
+    assert _load(spec_dir, "credit_risk").champion_min_rows_for(400)[0] == 100  # tabular kinds keep 100
+    _rewrite(spec_dir / "demand_forecast.yaml", backtest__champion_min_rows=50)
+    assert _load(spec_dir).champion_min_rows_for(1) == (50, "backtest.champion_min_rows 50")
+
+
+def test_an_unreachable_champion_min_rows_is_refused_at_load_when_the_series_count_is_known(spec_dir):
+    path = spec_dir / "demand_forecast.yaml"  # retail_sales with 4 stores x 12 SKUs: 48 series
+    _rewrite(path, backtest__champion_min_rows=3 * 14 * 48 + 1)
+    with pytest.raises(SpecError) as info:
+        _load(spec_dir)
+    assert str(path) in str(info.value) and "'backtest'" in str(info.value)
+    assert "champion_min_rows 2017 can never be met" in str(info.value) and "= 2016 rows" in str(info.value)
+    _rewrite(path, backtest__champion_min_rows=2016)
+    assert _load(spec_dir).backtest.champion_min_rows == 2016
+    # an external table's series count is unknown at load: training checks it on the data instead
+    _rewrite(path, backtest__champion_min_rows=5000, source={"type": "warehouse", "table": "raw.pos_sales",
+                                                            "date_column": "sales_date", "history_start": "2023-01-01"})
+    assert _load(spec_dir).backtest.champion_min_rows == 5000

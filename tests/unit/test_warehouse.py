@@ -44,7 +44,7 @@ def test_land_source_lands_history_once(spec: UseCaseSpec, settings: Settings) -
     first = warehouse.land_source(spec, run_date, settings)
     assert first == {"rows_landed": 30 * 6, "days_landed": 30, "first_missing": "2024-01-01",
                      "last_day": run_date.isoformat(), "table": "raw.retail_sales",
-                     "tables": ["raw.retail_sales"]}
+                     "tables": ["raw.retail_sales"], "holiday_calendar": "US", "holiday_rows": 11}
     assert settings.duckdb_path.is_file()
     before = _raw_fingerprint(settings)
     again = warehouse.land_source(spec, run_date, settings)
@@ -148,10 +148,60 @@ def test_a_warehouse_source_is_checked_for_readiness_not_landed(settings: Settin
         con.execute("insert into raw.pos_sales values ('2024-01-01', 3), ('2024-01-02', 4), ('2024-01-03', 5)")
     out = warehouse.land_source(_external_spec(), date(2024, 1, 2), settings)
     assert out == {"rows_landed": 0, "days_landed": 0, "first_missing": None, "last_day": "2024-01-02",
-                   "table": "raw.pos_sales", "rows_as_of": 2, "external": True}
+                   "table": "raw.pos_sales", "rows_as_of": 2, "external": True, "ready_through": "2024-01-02"}
     from mlplatform.errors import DataQualityError
 
     with pytest.raises(DataQualityError, match=r"raw.pos_sales is not ready for 2024-01-05: latest sales_date is 2024-01-03"):
         warehouse.land_source(_external_spec(), date(2024, 1, 5), settings)
     with pytest.raises(DataQualityError, match=r"source table raw.nope does not exist"):
         warehouse.land_source(_external_spec("raw.nope"), date(2024, 1, 2), settings)
+
+
+def _monthly_external_spec() -> UseCaseSpec:
+    from forecast_fixtures import make_spec
+
+    return make_spec({"frequency": "monthly", "backtest": {"season_length": 12},
+                      "source": {"type": "warehouse", "generator": None, "params": {}, "table": "raw.monthly_sales",
+                                 "date_column": "month_end", "history_start": "2023-01-31"}})
+
+
+def test_a_monthly_source_is_ready_mid_month_once_it_holds_the_last_month_end(settings: Settings) -> None:
+    """A monthly use case run on the 14th needs the previous month end, not data dated the 14th."""
+    from mlplatform.errors import DataQualityError
+
+    settings.duckdb_path.parent.mkdir(parents=True)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("create schema raw; create table raw.monthly_sales (month_end date, sales double)")
+        con.execute("insert into raw.monthly_sales values ('2025-01-31', 3), ('2025-02-28', 4), ('2025-03-31', 5)")
+    spec = _monthly_external_spec()
+    out = warehouse.land_source(spec, date(2025, 3, 14), settings)
+    assert out["ready_through"] == "2025-02-28" and out["rows_as_of"] == 2
+    assert warehouse.land_source(spec, date(2025, 3, 31), settings)["ready_through"] == "2025-03-31"
+    with pytest.raises(DataQualityError, match=r"not ready for 2025-05-02: latest month_end is 2025-03-31, it must "
+                                               r"reach 2025-04-30 \(the latest monthly period end on or before"):
+        warehouse.land_source(spec, date(2025, 5, 2), settings)
+
+
+def test_holidays_land_for_every_needed_year_idempotently_beside_other_calendars(settings: Settings) -> None:
+    from mlplatform.pipeline import land_raw
+
+    spec = _monthly_external_spec()
+    settings.duckdb_path.parent.mkdir(parents=True)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("create schema raw; create table raw.monthly_sales (month_end date, sales double)")
+        con.execute("insert into raw.monthly_sales values ('2025-02-28', 4)")
+    gb = spec.model_copy(update={"holidays": spec.holidays.model_copy(update={"country": "GB"})})
+    warehouse.land_holidays(gb, date(2025, 3, 14), settings)
+    first = land_raw(spec, date(2025, 3, 14), settings)  # a warehouse source: readiness, then the holidays
+    again = land_raw(spec, date(2025, 3, 14), settings)
+    assert first["ready_through"] == "2025-02-28" and first["holiday_calendar"] == "US"
+    # history 2023 through the horizon's end (14 months ahead of 2025-03-14: 2026)
+    assert first["holiday_years"] == [2023, 2026] and first == again
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        counts = dict(con.execute("select holiday_calendar, count(*) from raw.holidays group by 1").fetchall())
+        dupes = con.execute("select count(*) from (select holiday_calendar, holiday_date from raw.holidays "
+                            "group by 1, 2 having count(*) > 1)").fetchone()[0]
+    from mlplatform.calendars import holidays_between
+
+    assert counts["US"] == first["holiday_rows"] == len(holidays_between("US", None, 2023, 2026))
+    assert counts["GB"] > 0 and dupes == 0

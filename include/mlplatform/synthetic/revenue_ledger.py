@@ -7,8 +7,9 @@ seasonal-naive forecast cannot know:
 * a weekday profile per segment (B2B units post nothing at weekends, consumer units trade every day);
 * a month-end spike on the last 3 business days of every month, ramping up to the last one, and a
   larger one at quarter end (sales teams close deals, invoices are raised before the books close);
-* low revenue on holidays (the shared calendar ``dbt_project/seeds/holidays.csv``, read through
-  :func:`mlplatform.datagen.load_holidays`, so dbt's ``is_holiday`` flags exactly the low days);
+* low revenue on holidays (the US calendar of the ``holidays`` package, read through
+  :func:`mlplatform.datagen.load_holidays`: the rows the land stage writes to ``raw.holidays``, so dbt's
+  ``is_holiday`` flags exactly the low days);
 * annual seasonality and a log-linear trend whose slope changes at one or two seeded trend breaks per
   business unit (see :func:`trend_breaks`);
 * an occasional negative posting (credit note), and an optional level shift from ``drift_start``
@@ -135,7 +136,7 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def is_business_day(day: date, holidays: frozenset[date] | None = None) -> bool:
     """Monday..Friday and not a holiday of the shared calendar (the dbt models use the same rule)."""
-    holidays = load_holidays() if holidays is None else holidays
+    holidays = load_holidays(day.year, day.year) if holidays is None else holidays
     return day.weekday() < 5 and day not in holidays
 
 
@@ -154,7 +155,7 @@ def _month_end_days(year: int, month: int, holidays: frozenset[date]) -> dict[da
 
 def month_end_rank(day: date, holidays: frozenset[date] | None = None) -> int | None:
     """0/1/2 when ``day`` is the last/second-last/third-last business day of its month, else None."""
-    holidays = load_holidays() if holidays is None else holidays
+    holidays = load_holidays(day.year, day.year) if holidays is None else holidays
     return _month_end_days(day.year, day.month, holidays).get(day)
 
 
@@ -389,7 +390,7 @@ def iter_ledger(params: dict[str, Any], start: date, end: date,
     _check_count("chunk_days", chunk_days)
     start, end = _check_date("start", start), _check_date("end", end)
     s = _series(p["n_business_units"], p["n_regions"], p["seed"])
-    holidays = load_holidays()
+    holidays = load_holidays(start.year, end.year)
     day = start
     while day <= end:
         days = [day + timedelta(days=i) for i in range(min(chunk_days, (end - day).days + 1))]
@@ -425,4 +426,5 @@ SOURCE = Source(
     check_params=check_params,
     dimensions=_dimensions,
     fact_chunks=_fact_chunks,
+    series=lambda p: p["n_business_units"] * p["n_regions"],
 )
