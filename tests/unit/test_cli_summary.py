@@ -27,3 +27,14 @@ def test_summary_shows_stale_freshness_and_who_approved() -> None:
 def test_summary_without_governance_sections_has_no_governance_lines() -> None:
     text = format_summary({**BASE, "freshness": None, "approval": None})
     assert "freshness" not in text and "approval" not in text
+
+
+def test_summary_names_the_served_candidate_and_says_first_when_it_is_a_fallback() -> None:
+    fallback = {"candidate": "auto_theta", "refused_version": "v20250630-abc",
+                "reason": "fallback: auto_theta serves, flagged, while no version has cleared the gate"}
+    text = format_summary({**BASE, "model": "auto_theta", "fallback": fallback})
+    lines = text.splitlines()
+    assert lines[2] == "model version   v20250630-abc  (auto_theta)"
+    assert lines[3].startswith("FALLBACK        no version has cleared the gate yet: auto_theta serves (rows flagged "
+                               "is_fallback)")
+    assert "FALLBACK" not in format_summary({**BASE, "model": "gbm", "fallback": None})
