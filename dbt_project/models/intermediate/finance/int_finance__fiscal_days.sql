@@ -2,7 +2,8 @@
 -- with the business-day flags finance revenue depends on. Business day = Monday..Friday and not a
 -- holiday of the use case's calendar (stg_holidays; the synthetic ledger uses the same dates and rule).
 -- The spine runs to the month end on purpose: "last 3 business days of the month" is only known once
--- the whole month is in the spine, so the last forecast month is flagged correctly too. Marts cut it to their range.
+-- the whole month is in the spine, so the last forecast month is flagged correctly too. Marts cut it to
+-- their range.
 {%- set horizon_days = var('horizon_days', 90) | int %}
 {#- Month arithmetic on timestamp (not date): Postgres' date_trunc of a date returns timestamptz, which
     would tie the result to the session time zone; on timestamp it is the same on DuckDB and Postgres. #}
