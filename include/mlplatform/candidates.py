@@ -344,30 +344,35 @@ class ForecastModel(JoblibSerialisable):
         return self.candidate
 
     def member_p50(self, name: str, recent: pd.DataFrame, supervised: pd.DataFrame, spec: UseCaseSpec,
-                   origin: Any) -> np.ndarray:
+                   origin: Any, floor: np.ndarray) -> np.ndarray:
         """One member's P50 for the supervised rows of ``origin``.
 
-        A local forecast that does not exist (a statistical fit that failed for a series, a seasonal
-        reference a new series does not have yet) falls back to the seasonal naive, then to the last
-        observed value: a gap in history must not publish NaN. A global model's output is never patched:
-        NaN there means a broken model, which the promotion's sanity check must see.
+        A local forecast that does not exist (a statistical fit that failed for a series) falls back to
+        ``floor`` (see ``point``). A global model's output is never patched: NaN there means a broken
+        model, which the promotion's sanity check must see.
         """
         import numpy as np
 
         if name in self.gbms:
             return self.gbms[name].predict(supervised)[P50].to_numpy(dtype=float)
-        naive = seasonal_naive_p50(recent, spec, origin)
-        p50 = naive
         if name in STATISTICAL_CANDIDATES:
             p50 = statistical_p50(recent, spec, origin, name, self.window, self.season)
-            p50 = np.where(np.isnan(p50), naive, p50)
-        return np.where(np.isnan(p50), supervised["y_origin"].to_numpy(dtype=float), p50)
+            return np.where(np.isnan(p50), floor, p50)
+        return floor
 
     def point(self, recent: pd.DataFrame, supervised: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> np.ndarray:
-        """The served P50: the member's, or the median of the members' (NaN if any member is NaN)."""
+        """The served P50: the member's, or the median of the members' (NaN if any member is NaN).
+
+        The floor of the local members, computed once: the seasonal naive, then the last observed value
+        where a series has no seasonal reference yet (a new series), so a gap in history never publishes NaN.
+        """
         import numpy as np
 
-        parts = [self.member_p50(m, recent, supervised, spec, origin) for m in self.members]
+        floor = None
+        if any(m not in self.gbms for m in self.members):
+            naive = seasonal_naive_p50(recent, spec, origin)
+            floor = np.where(np.isnan(naive), supervised["y_origin"].to_numpy(dtype=float), naive)
+        parts = [self.member_p50(m, recent, supervised, spec, origin, floor) for m in self.members]
         return parts[0] if len(parts) == 1 else np.median(np.column_stack(parts), axis=1)
 
     def forecast(self, recent: pd.DataFrame, calendar: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> pd.DataFrame:
