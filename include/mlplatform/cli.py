@@ -171,16 +171,32 @@ def cmd_s3_stop(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_specs(_: argparse.Namespace) -> int:
+def cmd_specs(args: argparse.Namespace) -> int:
+    """Validate every spec; with --registry, also say which specs their current champion cannot serve."""
     from mlplatform.spec import load_all_specs
 
     specs, errors = load_all_specs()
+    champions = _champions(specs) if getattr(args, "registry", False) else {}
+    changed = 0
     for spec in specs:
         horizon = f", horizon {spec.horizon}" if spec.horizon else ""
         print(f"ok      {spec.name} ({spec.kind}, {spec.frequency}{horizon})")
+        problems = champions.get(spec.name)
+        if problems:
+            changed += 1
+            print(f"CHANGED {spec.name}: champion {problems[0]} cannot serve this spec: {'; '.join(problems[1:])}. "
+                  "Its next run retrains (trigger spec_changed); until a new version clears the gate, "
+                  "scoring refuses rather than publish what the champion was not trained for.")
     for message in errors.values():
         print(f"INVALID {message}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _champions(specs: list) -> dict[str, list[str]]:
+    from mlplatform.serving_contract import unservable_champions
+
+    _, store = _store_from_env()
+    return unservable_champions(specs, store)
 
 
 def _store_from_env():
@@ -427,7 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_local_init)
     local.add_parser("s3-start").set_defaults(func=cmd_s3_start)
     local.add_parser("s3-stop").set_defaults(func=cmd_s3_stop)
-    sub.add_parser("specs", help="validate use-case specs").set_defaults(func=cmd_specs)
+    specs_cmd = sub.add_parser("specs", help="validate use-case specs")
+    specs_cmd.add_argument("--registry", action="store_true",
+                           help="also check each spec against its current champion (object storage)")
+    specs_cmd.set_defaults(func=cmd_specs)
     for name, func in (("summary", cmd_summary), ("run", cmd_run)):
         cmd = sub.add_parser(name)
         cmd.add_argument("use_case")

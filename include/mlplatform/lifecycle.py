@@ -23,6 +23,7 @@ SCHEDULE = "schedule"
 DRIFT = "drift"
 ACCURACY_DECAY = "accuracy_decay"
 PINNED = "pinned_version"
+SPEC_CHANGED = "spec_changed"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ def retrain_triggers(spec: UseCaseSpec, run_date: date, champion: dict | None, d
     """
     if champion is None:
         return [Trigger(NO_CHAMPION, f"no champion as of {run_date}: train one")]
-    fired = []
+    from mlplatform.serving_contract import contract_problems
+
+    problems = contract_problems(champion, spec)
+    fired = [Trigger(SPEC_CHANGED, f"champion {champion['version']} cannot serve the current spec: "
+                                   f"{'; '.join(problems)}")] if problems else []
     r = spec.retrain
     trained_to = date.fromisoformat(champion["training_window"]["end"])
     age = (run_date - trained_to).days

@@ -476,14 +476,17 @@ def _train_and_register(spec: UseCaseSpec, run_date: date, store: ObjectStore, f
                         calendar: pd.DataFrame, snapshot: dict, version: str, code: dict) -> tuple[dict, bool]:
     from mlplatform import models
     from mlplatform.model_card import reference_statistics, render
+    from mlplatform.serving_contract import contract_problems
 
     layout = Layout(spec.name)
     current, champion_in = _champion_for_gate(store, layout, spec, run_date)
-    with training_threads():
-        result = models.train(spec, features, calendar, run_date, champion=champion_in)
+    unservable = "; ".join(contract_problems(current, spec)) if current else ""
+    with training_threads():  # a champion that cannot serve the spec cannot be compared on its rows either
+        result = models.train(spec, features, calendar, run_date, champion=None if unservable else champion_in)
         model_bytes = result.model.to_bytes()
         sanity = models.sanity_check(spec, model_bytes, features, calendar, run_date, spec.publish.chunk_rows)
-    decision = registry.decide(result.metrics, current, *spec.champion_min_rows_for(snapshot["features"].get("series")))
+    decision = registry.decide(result.metrics, current, *spec.champion_min_rows_for(snapshot["features"].get("series")),
+                               champion_unservable=unservable or None)
     if not sanity["passed"]:
         decision = registry.Decision(False, False, "not promoted: broken model: " + "; ".join(sanity["problems"]),
                                      {**decision.checks, "sanity": sanity})
@@ -630,11 +633,13 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
     from (``mlplatform lineage``). Only stable ids go in, so a cleared and rerun task rewrites the same bytes.
     """
     from mlplatform import models
+    from mlplatform.serving_contract import check_serving_contract
 
     features, calendar, snapshot = load_snapshot(spec, run_date, store)
     validation = _require_validation(spec, run_date, store, snapshot["fingerprint"])
     layout = Layout(spec.name)
     model_meta = registry.serving_model(store, layout, run_date, pinned)
+    check_serving_contract(model_meta, spec)  # before anything is written: the published date stays as it was
     model = models.load(spec, registry.load_model_bytes(store, layout, model_meta))
     chunks = models.score(spec, model, features, calendar, run_date, spec.publish.chunk_rows)
     fallback = _fallback_of(model_meta)

@@ -88,11 +88,17 @@ def _baseline_check(metrics: dict) -> dict:
             "improvement": metrics.get("improvement"), "required": metrics.get("min_improvement")}
 
 
-def _champion_check(metrics: dict, champion: dict | None, min_rows: int, min_rows_rule: str | None = None) -> dict:
+def _champion_check(metrics: dict, champion: dict | None, min_rows: int, min_rows_rule: str | None = None,
+                    unservable: str | None = None) -> dict:
     """The champion comparison's verdict; its details carry the effective minimum of shared rows and
-    how it was set (an explicit ``backtest.champion_min_rows``, or the size-derived default)."""
+    how it was set (an explicit ``backtest.champion_min_rows``, or the size-derived default).
+    A champion that cannot serve the current spec (``unservable`` says why) is no bar to clear."""
     if champion is None:
         return {"passed": True, "detail": "no champion yet"}
+    if unservable:
+        return {"passed": True, "champion": champion["version"],
+                "detail": f"champion {champion['version']} cannot serve the current spec ({unservable}): "
+                          "judged against the baseline only"}
     evidence = {"min_rows": min_rows, "min_rows_rule": min_rows_rule or f"backtest.champion_min_rows {min_rows}"}
     cmp = metrics.get("champion") or {}
     if cmp.get("version") != champion["version"]:
@@ -123,7 +129,7 @@ def _fairness_check(metrics: dict) -> dict | None:
 
 
 def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1,
-           min_rows_rule: str | None = None) -> Decision:
+           min_rows_rule: str | None = None, champion_unservable: str | None = None) -> Decision:
     """Promotion gate: beat the baseline by ``min_improvement`` AND the serving champion by
     ``champion_margin`` on the same backtest window (rows neither model had seen, at least
     ``champion_min_rows`` of them) AND, when the spec declares sensitive attributes, stay within its
@@ -132,9 +138,10 @@ def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1,
     must not be able to pin or roll back to a model the spec's fairness limits refuse.
     ``champion_min_rows`` is the effective minimum for this use case (``UseCaseSpec.champion_min_rows_for``:
     sized from folds x horizon x series unless the spec sets it) and ``min_rows_rule`` says how it was set;
-    both go to the champion check's details."""
+    both go to the champion check's details. ``champion_unservable`` (why the champion breaks the current
+    spec's serving contract, see ``serving_contract``) waives the champion comparison."""
     base = _baseline_check(metrics)
-    champ = _champion_check(metrics, champion, champion_min_rows, min_rows_rule)
+    champ = _champion_check(metrics, champion, champion_min_rows, min_rows_rule, champion_unservable)
     checks = {"baseline": base, "champion": champ}
     fair = _fairness_check(metrics)
     if fair is not None:
@@ -153,7 +160,7 @@ def decide(metrics: dict, champion: dict | None, champion_min_rows: int = 1,
             f"(improvement {_pct(champ.get('improvement'))} < required {_pct(champ.get('required'))})")
         return Decision(True, False, f"not promoted: does not beat champion {champ['champion']}: {why}",
                         checks)
-    versus = "" if champion is None else (
+    versus = "" if champion is None else f"; {champ['detail']}" if champion_unservable else (
         f" and champion {champion['version']} by {_pct(champ.get('improvement'))}")
     return Decision(True, True, (
         f"promoted: backtest {name} {_fmt(base['model'])} beats baseline {_fmt(base['baseline'])} by "
