@@ -156,18 +156,32 @@ def cmd_s3_start(_: argparse.Namespace) -> int:
 
 
 def cmd_s3_stop(_: argparse.Namespace) -> int:
+    """Stop the local server; return only once its process is gone and its ports are free again, so an
+    immediate ``s3-start`` cannot fail with "Port allocation failed"."""
     import signal
+
+    from mlplatform.localstack import wait_ports_free, wait_process_gone
 
     pid_file = LOCAL_DIR / "weed.pid"
     if not pid_file.exists():
         print("SeaweedFS S3 is not running (no pid file)")
         return 0
+    pid = int(pid_file.read_text())
     try:
-        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        print("SeaweedFS S3 stopped")
+        os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         print("SeaweedFS S3 was not running")
+        pid_file.unlink()
+        return 0
+    if not wait_process_gone(pid, 20):
+        os.killpg(pid, signal.SIGKILL)
+        wait_process_gone(pid, 10)
     pid_file.unlink()
+    busy = wait_ports_free(_local_server().ports(), 30)
+    if busy:
+        print(f"SeaweedFS S3 stopped, but ports {busy} are still held after 30 s: another process uses them")
+        return 1
+    print("SeaweedFS S3 stopped (process gone, ports free)")
     return 0
 
 

@@ -29,6 +29,44 @@ def _is_free(port: int) -> bool:
     return True
 
 
+def can_listen(port: int) -> bool:
+    """Whether a server could listen on the loopback port now (SO_REUSEADDR, as weed's Go listeners set:
+    connections lingering in TIME_WAIT do not count, a live listener does)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_ports_free(ports: list[int], timeout: float = 30.0) -> list[int]:
+    """Wait until every port can be listened on again; return those still held after ``timeout``.
+
+    Why: SeaweedFS releases its ports for a while after its process is told to stop, and a start in
+    that window fails with "Port allocation failed".
+    """
+    deadline = time.monotonic() + timeout
+    busy = [p for p in ports if not can_listen(p)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.25)
+        busy = [p for p in busy if not can_listen(p)]
+    return busy
+
+
+def wait_process_gone(pid: int, timeout: float) -> bool:
+    """Wait until no process of the group ``pid`` is left; True if it is gone within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     """A free loopback port whose grpc companion (port + 10000, weed's convention) is free too."""
     import random
@@ -107,8 +145,15 @@ class SeaweedS3:
 
         return s3_client(self.endpoint_url, self.access_key, self.secret_key)
 
+    def ports(self) -> list[int]:
+        """Every port the server listens on: the service ports and their grpc companions."""
+        service = [self.master_port, self.volume_port, self.filer_port, self.admin_port]
+        return [self.s3_port, *service, *(p + 10000 for p in service)]
+
     def wait_ready(self, timeout: float) -> None:
-        """Ready = our process is alive and the S3 API answers an authenticated call."""
+        """Ready = our process is alive and the S3 API answers an authenticated call, and an object can be
+        written, read back and deleted in each bucket (a listing alone once answered while the first read
+        after a start still failed with InternalError)."""
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -117,7 +162,7 @@ class SeaweedS3:
             try:
                 client = self.client()
                 client.list_buckets()
-                if all(self._bucket_ok(client, b) for b in self.buckets):
+                if all(self._bucket_ok(client, b) and self._round_trip(client, b) for b in self.buckets):
                     return
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
                 last_error = exc
@@ -133,13 +178,24 @@ class SeaweedS3:
             client.create_bucket(Bucket=bucket)
         return True
 
+    @staticmethod
+    def _round_trip(client, bucket: str) -> bool:
+        key, body = ".mlplatform-ready", b"ready"
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+        ok = client.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+        client.delete_object(Bucket=bucket, Key=key)
+        return ok
+
     def stop(self) -> None:
+        """Stop the server and return once its ports can be listened on again (a start may follow)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+            wait_ports_free(self.ports())
         self.process = None
 
     def connection_json(self) -> str:
