@@ -94,8 +94,12 @@ def assess(rows: pd.DataFrame, spec: UseCaseSpec, serving: dict | None) -> dict[
     backtest = serving["metrics"]["model"].get(metric)
     out["serving"] = {"version": serving["version"], "realised": realised, "backtest": backtest}
     value = realised.get(metric)
-    if realised["n"] < a.min_rows or value is None or backtest is None:
-        out["note"] = f"{realised['n']} realised rows of {serving['version']} (< {a.min_rows}): no verdict yet"
+    keys = [k for k in spec.features.series_keys if k in mine.columns]
+    n_series = int(mine.groupby(keys, dropna=False).ngroups) if len(mine) and keys else int(len(mine) > 0)
+    min_rows, rule = spec.accuracy_min_rows_for(n_series)
+    out["serving"]["min_rows"], out["serving"]["min_rows_rule"] = min_rows, rule
+    if realised["n"] < min_rows or value is None or backtest is None:
+        out["note"] = f"{realised['n']} realised rows of {serving['version']} (< {min_rows}, {rule}): no verdict yet"
         return out
     higher = metric in M.HIGHER_IS_BETTER
     decayed = value < backtest * (1 - a.max_decay) if higher else value > backtest * (1 + a.max_decay)

@@ -209,6 +209,10 @@ class ModelSpec(_Strict):
         description="Forecast candidates the backtest chooses from (forecast kind); the best one serves.")
     ensemble_size: int = Field(default=3, ge=2, le=5,
                                description="The ensemble is the median of this many best single candidates.")
+    selection: Literal["one_se", "best"] = Field(
+        default="one_se",
+        description="one_se: the simplest candidate within one standard error of the best backtest error; "
+                    "best: the lowest pooled backtest error.")
     statistical: StatisticalSpec = StatisticalSpec()
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="HistGradientBoostingRegressor/Classifier kwargs.")
@@ -294,7 +298,10 @@ class AccuracySpec(_Strict):
     max_decay: float = Field(
         default=0.25, gt=0.0,
         description="Alert when realised error exceeds the backtest error by this fraction (0.25 = 25 %).")
-    min_rows: int = Field(default=50, ge=1, description="Fewer realised rows than this never alerts.")
+    min_rows: int | None = Field(
+        default=None, ge=1,
+        description="Fewer realised rows than this never alerts; null = sized to the use case "
+                    "(see UseCaseSpec.accuracy_min_rows_for).")
 
 
 class RollupSpec(_Strict):
@@ -601,6 +608,23 @@ class UseCaseSpec(_Strict):
             raise ValueError(f"privacy.pii_columns {leaked} are model features, keys, the target, monitored columns "
                              "or fairness groups: personal data must not drive, identify or be reported with outputs")
 
+    def accuracy_min_rows_for(self, n_series: int) -> tuple[int, str]:
+        """(realised rows the accuracy verdict needs, how it was set) for ``n_series`` realised series.
+
+        An explicit ``accuracy.min_rows`` wins. Unset, a forecast asks for one horizon of every series,
+        at most ACCURACY_MIN_ROWS_CAP: a fixed 50 could never be met by one daily series forecast 28 days
+        ahead (a wrong forecast of it raised no alert), while a panel reaches 50 rows at once. Tabular
+        kinds keep the cap.
+        """
+        a = self.accuracy
+        if a.min_rows is not None:
+            return a.min_rows, f"accuracy.min_rows {a.min_rows}"
+        if self.kind != "forecast":
+            return ACCURACY_MIN_ROWS_CAP, f"accuracy.min_rows auto: {ACCURACY_MIN_ROWS_CAP}"
+        rows = max(1, min(ACCURACY_MIN_ROWS_CAP, self.horizon * max(n_series, 1)))
+        return rows, (f"accuracy.min_rows auto: min({ACCURACY_MIN_ROWS_CAP}, horizon {self.horizon} x "
+                      f"{n_series} series)")
+
     def champion_min_rows_for(self, n_series: int | None) -> tuple[int, str]:
         """(rows, how it was set): the fewest backtest rows unseen by both models that let a challenger
         replace the champion, for ``n_series`` series (known at training time).
@@ -655,6 +679,8 @@ class UseCaseSpec(_Strict):
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
+# Auto accuracy.min_rows (see UseCaseSpec.accuracy_min_rows_for): one horizon of every series, capped.
+ACCURACY_MIN_ROWS_CAP = 50
 # Auto champion_min_rows (see UseCaseSpec.champion_min_rows_for): a share of folds x horizon x series, capped.
 CHAMPION_MIN_ROWS_CAP = 100
 CHAMPION_MIN_ROWS_SHARE = 12

@@ -115,3 +115,20 @@ def test_classification_scores_are_joined_to_labels_that_became_known():
     verdict = A.assess(rows, spec.model_copy(update={"accuracy": spec.accuracy.model_copy(update={"min_rows": 3})}),
                        serving)
     assert verdict["breach"] and "realised log_loss" in verdict["breach_reason"]
+
+
+def test_a_small_use_case_gets_a_verdict_without_setting_min_rows():
+    """Unset, min_rows is one horizon of every realised series (capped at 50): two series forecast 7 days
+    ahead get a verdict on their 14 realised rows, where a fixed 50 never would."""
+    spec = make_spec({"forecast": {"horizon": 7}, "accuracy": {"max_decay": 0.25}})
+    assert spec.accuracy.min_rows is None
+    rows = A.join_actuals(_published("2025-06-20", "v1", 0.5), A.actuals(_features("2025-06-30"), spec), spec)
+    verdict = A.assess(rows, spec, _serving("v1", 0.2))
+    assert verdict["breach"] and verdict["serving"]["min_rows"] == 14
+    assert verdict["serving"]["min_rows_rule"] == "accuracy.min_rows auto: min(50, horizon 7 x 2 series)"
+
+
+def test_the_automatic_min_rows_is_capped_for_large_panels():
+    spec = make_spec({"forecast": {"horizon": 28}})
+    assert spec.accuracy_min_rows_for(500) == (50, "accuracy.min_rows auto: min(50, horizon 28 x 500 series)")
+    assert make_spec({"accuracy": {"min_rows": 7}}).accuracy_min_rows_for(500) == (7, "accuracy.min_rows 7")
