@@ -418,7 +418,9 @@ def served_model(store: Any, use_case: str, manifest: dict) -> dict:
                 out[key] = where[key]
     candidates = (meta.get("metrics") or {}).get("candidates")
     if isinstance(candidates, dict):  # the platform's own backtest per candidate, when it reports one
-        out["candidates"] = {name: {k: c.get(k) for k in ("wape", "coverage", "fit_seconds", "status")}
+        keys = ("wape", "mase", "coverage", "fit_seconds", "status", "members", "fold_wape", "fold_mase",
+                "selection_evidence")
+        out["candidates"] = {name: {k: c[k] for k in keys if k in c}
                              for name, c in candidates.items() if isinstance(c, dict)}
     return out
 

@@ -8,6 +8,7 @@ cannot use promotions, prices or a calendar. So every forecast use case backtest
 - ``seasonal_naive``: the baseline itself, always evaluated; the floor.
 - ``auto_ets`` / ``auto_theta``: statsforecast's per-series AutoETS and AutoTheta, fitted on the last
   ``model.statistical.window`` periods of each series at the forecast origin (within a series budget).
+  A season longer than ETS can model (24 periods) is removed by MSTL first (``_statistical_model``).
 - ``gbm``: the global gradient-boosting model on target levels (``forecasting.QuantileForecaster``).
 - ``gbm_scaled``: the same model on targets divided by each series' recent level, so one model learns
   across series of any size and follows trends.
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 P50 = "p50"
 ENSEMBLE = "ensemble"
 SEASONAL_NAIVE = "seasonal_naive"
-# Periods over which a series' scale (mean absolute one-period change) is measured at an origin.
+# Periods over which a series' scale (spread of its one-period changes) is measured at an origin.
 SCALE_WINDOW_MIN, SCALE_WINDOW_MAX = 8, 60
 # Residuals pooled per horizon at least: neighbouring horizons join until there are this many.
 MIN_CALIBRATION_RESIDUALS = 40
@@ -117,21 +118,33 @@ def _window_values(panel: _Panel, sids: np.ndarray, last: int, length: int) -> n
 
 
 def series_scale(recent: pd.DataFrame, spec: UseCaseSpec, origin: Any) -> np.ndarray:
-    """Per series present at the origin (supervised order): mean |y(t) - y(t-1)| over the scale window.
+    """Per series present at the origin (supervised order): the standard deviation of its period-to-period
+    changes y(t) - y(t-1) over the scale window.
 
     What a forecast error is measured against when residuals of series of different size are pooled:
-    proportional to each series' own period-to-period movement. Falls back to the mean |y| of the window,
-    then 1, for a series that never moves or has too few observations.
+    each series' own unpredictable movement. The spread of the changes, not their mean size: a steadily
+    trending series (population) moves a lot every period yet is easy to forecast, and measuring its
+    errors against its drift made the pooled bands too narrow for volatile series (on the quarterly macro
+    data, P10-P90 coverage 71 % with mean |change|, 78 % with this). Falls back to the mean |change|
+    (an exactly linear series), then the mean |y| of the window, then 1 (a series that never moves or
+    has too few observations).
     """
+    import warnings
+
     import numpy as np
 
     panel, rows, period = _origin_panel(recent, spec, origin)
     values = _window_values(panel, panel.sid[rows], period, scale_window(spec) + 1)
-    with np.errstate(all="ignore"):
-        moves = np.nanmean(np.abs(np.diff(values, axis=1)), axis=1) if values.shape[1] > 1 else \
-            np.full(rows.size, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled by the fallbacks below
+        changes = np.diff(values, axis=1)
+        enough = np.isfinite(changes).sum(axis=1) >= 2
+        spread = np.where(enough, np.nanstd(changes, axis=1), np.nan)
+        moves = np.nanmean(np.abs(changes), axis=1)
         level = np.nanmean(np.abs(values), axis=1)
-    scale = np.where(np.isfinite(moves) & (moves > 0), moves, level)
+    scale = level
+    for candidate in (moves, spread):  # the first usable of: spread, mean |change|, mean |y|
+        scale = np.where(np.isfinite(candidate) & (candidate > 0), candidate, scale)
     return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
@@ -148,10 +161,25 @@ def _interpolated(values: np.ndarray) -> np.ndarray:
     return np.interp(idx, idx[ok], values[ok])
 
 
-def _statistical_model(method: str, season: int) -> Any:
-    from statsforecast.models import AutoETS, AutoTheta
+# Longest season statsforecast's AutoETS models; beyond it, ETS forecasts the MSTL-deseasonalised series.
+MAX_ETS_SEASON = 24
 
-    return AutoETS(season_length=season) if method == "auto_ets" else AutoTheta(season_length=season)
+
+def _statistical_model(method: str, season: int) -> Any:
+    """The statsforecast model behind a statistical candidate.
+
+    ETS cannot model a season longer than 24 periods (statsforecast then silently fits a non-seasonal
+    ETS: on weekly CO2 with its 52-week cycle, 2-8x the error of AutoTheta at some origins, good at
+    others). So ``auto_ets`` with a longer season is ETS on the series with its season removed by MSTL
+    (statsforecast's own recipe for long seasonality), the season added back; Theta deseasonalises itself.
+    """
+    from statsforecast.models import MSTL, AutoETS, AutoTheta
+
+    if method != "auto_ets":
+        return AutoTheta(season_length=season)
+    if season > MAX_ETS_SEASON:
+        return MSTL(season_length=season, trend_forecaster=AutoETS(model="ZZN"))
+    return AutoETS(season_length=season)
 
 
 def _fit_forecast(method: str, y: np.ndarray, season: int, horizon: int) -> np.ndarray:

@@ -77,13 +77,19 @@ def _candidates_section(metrics: dict) -> list[str]:
         return []
     metric = metrics.get("metric", "wape")
     rows = [f"## Candidates (same backtest rows; chosen: `{metrics.get('chosen')}`)", "",
-            f"| candidate | {metric} | mase | bias | P-low..P-high coverage | fit seconds | status |",
-            "|---|---|---|---|---|---|---|"]
+            f"| candidate | {metric} | {metric} per fold | mase | bias | P-low..P-high coverage | fit seconds "
+            "| status |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, c in candidates.items():
         label = f"{name} ({', '.join(c['members'])})" if c.get("members") else name
-        rows.append(f"| {label} | {_cell(c.get(metric))} | {_cell(c.get('mase'))} | {_cell(c.get('bias'))} | "
-                    f"{_cell(c.get('coverage'))} | {_cell(c.get('fit_seconds'))} | {c.get('status')} |")
+        per_fold = " / ".join(_cell(v) for v in c.get(f"fold_{metric}") or []) or "–"
+        rows.append(f"| {label} | {_cell(c.get(metric))} | {per_fold} | {_cell(c.get('mase'))} | "
+                    f"{_cell(c.get('bias'))} | {_cell(c.get('coverage'))} | {_cell(c.get('fit_seconds'))} | "
+                    f"{c.get('status')} |")
     cal = metrics.get("calibration") or {}
+    rule = ("the lowest pooled error" if metrics.get("selection") == "best" else
+            "the simplest candidate that no other beats both pooled and on every fold (per-fold scores above)")
+    rows += ["", f"Chosen by `model.selection: {metrics.get('selection', 'consistent')}`: {rule}."]
     rows += ["", f"Intervals: {cal.get('method', 'conformal')} from {cal.get('n_residuals')} backtest residuals "
              f"per horizon; coverage above is {'cross-fitted (each fold calibrated on the others)' if cal.get('cross_fitted') else 'in-sample (one fold)'}.",
              ""]

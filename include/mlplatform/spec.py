@@ -209,10 +209,10 @@ class ModelSpec(_Strict):
         description="Forecast candidates the backtest chooses from (forecast kind); the best one serves.")
     ensemble_size: int = Field(default=3, ge=2, le=5,
                                description="The ensemble is the median of this many best single candidates.")
-    selection: Literal["one_se", "best"] = Field(
-        default="one_se",
-        description="one_se: the simplest candidate within one standard error of the best backtest error; "
-                    "best: the lowest pooled backtest error.")
+    selection: Literal["consistent", "best"] = Field(
+        default="consistent",
+        description="consistent: the simplest candidate that no other beats both pooled and on every "
+                    "backtest fold; best: the lowest pooled backtest error.")
     statistical: StatisticalSpec = StatisticalSpec()
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="HistGradientBoostingRegressor/Classifier kwargs.")

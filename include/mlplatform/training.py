@@ -471,8 +471,46 @@ def _select(rows: pd.DataFrame, spec: UseCaseSpec, names: list[str]) -> tuple[pd
         scores["ensemble"] = _point_scores(rows, candidate_column("ensemble"))
         members["ensemble"] = top
     everything = [*names, *(["ensemble"] if "ensemble" in scores else [])]
-    chosen = _rank(scores, everything, metric)[0]
-    return rows, scores, chosen, members
+    for name in everything:  # per-fold scores: the evidence behind the choice, kept in the version's metadata
+        scores[name]["fold_" + metric] = [_point_scores(part, candidate_column(name)).get(metric)
+                                          for _, part in rows.groupby(FOLD, sort=True)]
+    if spec.model.selection == "best":
+        return rows, scores, _rank(scores, everything, metric)[0], members
+    return rows, scores, consistent_choice(scores, everything, metric), members
+
+
+def _beats(a: float | None, b: float | None, metric: str) -> bool:
+    """Whether score ``a`` is strictly better than ``b`` (both finite)."""
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    return a > b if metric in HIGHER_IS_BETTER else a < b
+
+
+def consistent_choice(scores: dict[str, dict[str, Any]], names: list[str], metric: str) -> str:
+    """The simplest candidate that no other candidate beats both pooled and on every fold.
+
+    ``scores[name]`` holds the pooled ``metric`` and its per-fold values ``fold_<metric>``; ``names``
+    is in simplicity order. Why not simply the lowest pooled error: with a few folds of a few series,
+    the pooled ranking of close candidates is mostly noise (on real data the argmin switched between
+    AutoETS, AutoTheta and the ensemble from one cut-off to the next and lost to AutoETS alone on the
+    held-out actuals). A more complex candidate replaces a simpler one only when it wins on every fold,
+    not on average. The seasonal naive is the gate's baseline, so it is considered last. The pooled best
+    is never beaten pooled, so a choice always exists; with a single fold this is the pooled best.
+    """
+    def beaten(name: str) -> bool:
+        mine = scores[name].get("fold_" + metric) or []
+        for other in names:
+            theirs = scores[other].get("fold_" + metric) or []
+            if other != name and _beats(scores[other].get(metric), scores[name].get(metric), metric) \
+                    and len(theirs) == len(mine) and all(_beats(a, b, metric) for a, b in zip(theirs, mine, strict=True)):
+                return True
+        return False
+
+    order = [n for n in names if n != "seasonal_naive"] + [n for n in names if n == "seasonal_naive"]
+    for name in order:
+        if not beaten(name):
+            return name
+    return _rank(scores, names, metric)[0]
 
 
 def _fallback_choice(scores: dict[str, dict[str, float]], spec: UseCaseSpec) -> str:
@@ -652,7 +690,7 @@ def _selection_metrics(rows: pd.DataFrame, spec: UseCaseSpec, scores: dict, chos
             chosen_rows, chosen_cross = calibrated, cross
     chosen_rows[quantile_column(0.5)] = chosen_rows[candidate_column(chosen)]
     selection = {
-        "chosen": chosen, "members": members[chosen],
+        "chosen": chosen, "members": members[chosen], "selection": spec.model.selection,
         "candidates": _candidate_report(scores, seconds, skipped, members, coverage),
         "calibration": {"method": "conformal", "cross_fitted": chosen_cross,
                         "n_residuals": int(len(rows)), "coverage": coverage.get(chosen)},

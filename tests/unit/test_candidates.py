@@ -17,7 +17,7 @@ from mlplatform.candidates import (
 from mlplatform.errors import SpecError
 from mlplatform.scoring import forecast_chunks
 from mlplatform.spec import CANDIDATES, load_spec
-from mlplatform.training import train_and_backtest
+from mlplatform.training import consistent_choice, train_and_backtest
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,15 +40,61 @@ def trained(quarterly):
     return train_and_backtest(features, calendar, spec, last_date(features))
 
 
-def test_every_candidate_is_backtested_on_the_same_rows_and_the_best_is_chosen(trained):
+def _consistently_beaten(scored: dict, name: str) -> bool:
+    mine = scored[name]
+    return any(o["wape"] < mine["wape"] and all(a < b for a, b in zip(o["fold_wape"], mine["fold_wape"], strict=True))
+               for n, o in scored.items() if n != name)
+
+
+def test_every_candidate_is_backtested_on_the_same_rows_and_the_consistent_one_is_chosen(trained):
     m = trained.metrics
     scored = {n: c for n, c in m["candidates"].items() if c["status"] == "ok"}
     assert set(scored) == set(CANDIDATES)
-    best = min(scored, key=lambda n: (scored[n]["wape"], list(CANDIDATES).index(n)))
-    assert m["chosen"] == best == trained.model.candidate
-    assert m["model"]["wape"] == pytest.approx(scored[best]["wape"])
+    assert all(len(c["fold_wape"]) == 3 for c in scored.values())
+    chosen = m["chosen"]
+    assert chosen == trained.model.candidate and m["selection"] == "consistent"
+    assert not _consistently_beaten(scored, chosen)
+    learning = [n for n in CANDIDATES if n != "seasonal_naive"]
+    assert all(_consistently_beaten(scored, n) for n in learning[: learning.index(chosen)])
+    assert m["model"]["wape"] == pytest.approx(scored[chosen]["wape"])
     assert m["baseline"]["wape"] == pytest.approx(scored["seasonal_naive"]["wape"])
     assert all(c["fit_seconds"] >= 0 for c in scored.values())
+
+
+def test_selection_best_serves_the_lowest_pooled_error(quarterly):
+    features, calendar, spec = quarterly
+    best = spec.model_copy(update={"model": spec.model.model_copy(update={"selection": "best"})})
+    m = train_and_backtest(features, calendar, best, last_date(features)).metrics
+    scored = {n: c for n, c in m["candidates"].items() if c["status"] == "ok"}
+    assert m["chosen"] == min(scored, key=lambda n: (scored[n]["wape"], list(CANDIDATES).index(n)))
+
+
+def _scores(**folds: list[float]) -> dict:
+    return {n: {"wape": float(np.mean(v)), "fold_wape": v} for n, v in folds.items()}
+
+
+def test_a_complex_candidate_better_on_average_but_not_on_every_fold_does_not_replace_a_simpler_one():
+    scores = _scores(seasonal_naive=[0.9, 0.9, 0.9], auto_ets=[0.30, 0.30, 0.30], ensemble=[0.20, 0.20, 0.31])
+    assert consistent_choice(scores, list(scores), "wape") == "auto_ets"
+
+
+def test_a_complex_candidate_that_wins_every_fold_is_chosen():
+    scores = _scores(seasonal_naive=[0.9, 0.9, 0.9], auto_ets=[0.30, 0.30, 0.30], gbm=[0.29, 0.10, 0.20],
+                     ensemble=[0.25, 0.15, 0.25])
+    assert consistent_choice(scores, list(scores), "wape") == "gbm"
+
+
+def test_the_seasonal_naive_is_considered_after_every_learning_candidate():
+    scores = _scores(seasonal_naive=[0.2, 0.2, 0.2], auto_ets=[0.3, 0.3, 0.3])
+    assert consistent_choice(scores, list(scores), "wape") == "seasonal_naive"
+    scores = _scores(seasonal_naive=[0.2, 0.2, 0.4], auto_ets=[0.3, 0.3, 0.3])
+    assert consistent_choice(scores, list(scores), "wape") == "auto_ets"  # the gate then judges it
+
+
+def test_a_higher_is_better_metric_is_compared_the_right_way_round():
+    scores = {"auto_ets": {"roc_auc": 0.70, "fold_roc_auc": [0.7, 0.7]},
+              "gbm": {"roc_auc": 0.80, "fold_roc_auc": [0.75, 0.85]}}
+    assert consistent_choice(scores, list(scores), "roc_auc") == "gbm"
 
 
 def test_the_ensemble_is_the_median_of_the_best_single_candidates(trained):
@@ -146,6 +192,26 @@ def test_series_scale_is_per_series_and_positive(quarterly):
     assert scale.shape == (6,) and (scale > 0).all()
 
 
+def test_a_steady_trend_is_not_counted_as_uncertainty_in_the_series_scale(quarterly):
+    """The scale is the spread of the period-to-period changes: a series climbing by 10 +- 1 a quarter
+    is easy to forecast, one that moves +-10 at random is not, though both move 10 per period."""
+    features, _, spec = quarterly
+    target, time_col = spec.features.target, spec.features.time_column
+    first = features[spec.features.series_keys].drop_duplicates().head(2).to_numpy()
+    is_a = (features[spec.features.series_keys] == first[0]).all(axis=1)
+    is_b = (features[spec.features.series_keys] == first[1]).all(axis=1)
+    rng = np.random.default_rng(1)
+    steps = rng.choice([-10.0, 10.0], size=int(is_b.sum()))
+    features = features.copy()
+    features.loc[is_a, target] = 1_000.0 + np.cumsum(10.0 + rng.normal(0, 1, int(is_a.sum())))
+    features.loc[is_b, target] = 1_000.0 + np.cumsum(steps)
+    scale = series_scale(features.sort_values([*spec.features.series_keys, time_col]), spec, last_date(features))
+    order = features.drop_duplicates(spec.features.series_keys)[spec.features.series_keys].to_numpy()
+    position = {tuple(k): i for i, k in enumerate(sorted(map(tuple, order)))}
+    steady, noisy = scale[position[tuple(first[0])]], scale[position[tuple(first[1])]]
+    assert noisy > 5 * steady
+
+
 def test_statistical_season_falls_back_when_the_window_cannot_hold_two_seasons():
     daily = make_period_spec("quarterly").model_copy(update={"frequency": "daily"})
     long_season = daily.model_copy(update={"backtest": daily.backtest.model_copy(update={"season_length": 364})})
@@ -172,3 +238,16 @@ def test_bad_candidate_lists_are_rejected_naming_the_field(tmp_path, candidates,
     with pytest.raises(SpecError) as failure:
         load_spec(path)
     assert "model.candidates" in str(failure.value) and message in str(failure.value)
+
+
+def test_auto_ets_follows_a_season_longer_than_ets_can_model():
+    """ETS models seasons up to 24 periods; a 52-week cycle goes through MSTL first, so the forecast
+    keeps the cycle instead of flattening it (a plain non-seasonal ETS misses it by twice as much or more)."""
+    from mlplatform.candidates import _fit_forecast
+
+    t = np.arange(260 + 13)
+    y = 100 + 10 * np.sin(2 * np.pi * t / 52) + 0.1 * t + np.random.default_rng(0).normal(0, 0.2, t.size)
+    forecast = _fit_forecast("auto_ets", y[:260], 52, 13)
+    assert np.abs(forecast - y[260:]).mean() < 1.0
+    flat = _fit_forecast("auto_ets", y[:260], 1, 13)
+    assert np.abs(flat - y[260:]).mean() > 2 * np.abs(forecast - y[260:]).mean()
