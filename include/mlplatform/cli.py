@@ -272,6 +272,7 @@ def format_summary(summary: dict) -> str:
         f"model version   {summary['model_version']}"
         + (f"  ({summary['model']})" if summary.get("model") else ""),
         *_fallback_lines(summary.get("fallback")),
+        *_series_lines(summary.get("series")),
         *_backtest_lines(summary["backtest"]),
         f"validation      {'passed' if summary['validation']['success'] else 'FAILED'} "
         f"({summary['validation']['result_uri']})",
@@ -282,6 +283,21 @@ def format_summary(summary: dict) -> str:
         *_governance_lines(summary),
     ]
     return "\n".join(lines)
+
+
+def _series_lines(series: dict | None) -> list[str]:
+    """Every series accounted for: how many were forecast, and each one left out with its reason."""
+    if not series:
+        return []
+    breach = f"  BREACH: {series['breach']}" if series.get("breach") else ""
+    lines = [f"series          {series['forecast']} of {series.get('expected', series['in_features'])} forecast, "
+             f"{series['left_out']} left out{breach}"]
+    for entry in series.get("series", [])[:10]:
+        key = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("reason", "top_n"))
+        lines.append(f"  left out      {key}: {entry['reason']}{' (top series)' if entry.get('top_n') else ''}")
+    if series["left_out"] > 10:
+        lines.append(f"  left out      ... and {series['left_out'] - 10} more (manifest's series block)")
+    return lines
 
 
 def _fallback_lines(fallback: dict | None) -> list[str]:

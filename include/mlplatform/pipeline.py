@@ -643,8 +643,10 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
     model = models.load(spec, registry.load_model_bytes(store, layout, model_meta))
     chunks = models.score(spec, model, features, calendar, run_date, spec.publish.chunk_rows)
     fallback = _fallback_of(model_meta)
+    finalize = None
     if spec.kind == "forecast":  # every row says whether it is a fallback forecast
         chunks = (chunk.assign(**{FALLBACK_COLUMN: fallback is not None}) for chunk in chunks)
+        chunks, finalize = _accounted(spec, run_date, store, features, chunks)
     freshness = _freshness_of(store, layout, run_date)
     stamp = {"use_case": spec.name, "run_date": run_date.isoformat(), "model_version": model_meta["version"]}
     manifest = publish_partition(store, layout.forecasts(run_date), chunks, stamp, {
@@ -671,7 +673,7 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
         "fallback": fallback,
         "freshness": freshness,
         "stale": bool(freshness and freshness["status"] == "error"),
-    })
+    }, finalize=finalize)
     return {"partition_uri": manifest["partition_uri"], "rows": manifest["row_count"],
             "files": len(manifest["files"]), "model_version": model_meta["version"],
             "run_date": run_date.isoformat(), "model_uri": model_meta["artifact"]["model_uri"],
@@ -680,6 +682,47 @@ def score_and_publish(spec: UseCaseSpec, run_date: date, store: ObjectStore, pin
 
 
 FALLBACK_COLUMN = "is_fallback"
+
+
+def _accounted(spec: UseCaseSpec, run_date: date, store: ObjectStore, features: pd.DataFrame,
+               chunks: Iterator[pd.DataFrame]) -> tuple[Iterator[pd.DataFrame], Callable[[], dict]]:
+    """(chunks, finalize): the chunks as they stream, and the manifest's ``series`` block once they are
+    written: every series of the features as of the date, or of the previous partition, forecast or
+    listed with why it is not (``accounting``); a breach of ``publish.series`` is logged, or refuses the
+    publication."""
+    from mlplatform.accounting import SeriesTally, account, enforce
+    from mlplatform.forecasting import periods_for, to_timestamp
+
+    time_col = spec.features.time_column
+    origin = periods_for(spec, features[time_col], f"features column '{time_col}'").origin(to_timestamp(run_date))
+    tally = SeriesTally(spec.features.series_keys)
+
+    def finalize() -> dict:
+        previous = _previous_series(spec, store, run_date)
+        block = account(features, spec, origin, tally.seen, previous)
+        return {"series": enforce(spec, block, f"run date {run_date}")}
+
+    return tally.watch(chunks), finalize
+
+
+def _previous_series(spec: UseCaseSpec, store: ObjectStore, run_date: date) -> tuple[date, set[tuple]] | None:
+    """(date, series keys) of the latest partition published for an earlier date, or None: a series it
+    held that is gone from the features now must be accounted for too (only the key columns are read)."""
+    import io
+
+    import pandas as pd
+
+    from mlplatform.publishing import published_dates
+
+    layout = Layout(spec.name)
+    earlier = [d for d in published_dates(store, layout.forecasts_root()) if d < run_date]
+    if not earlier:
+        return None
+    keys = list(spec.features.series_keys)
+    manifest = read_manifest(store, layout.forecasts(earlier[-1]))
+    frames = [pd.read_parquet(io.BytesIO(store.get_bytes(f["key"])), columns=keys) for f in manifest["files"]]
+    found = pd.concat(frames, ignore_index=True).drop_duplicates() if frames else pd.DataFrame(columns=keys)
+    return earlier[-1], set(found.itertuples(index=False, name=None))
 
 
 def _fallback_of(model_meta: dict) -> dict | None:
@@ -774,4 +817,5 @@ def run_summary(spec: UseCaseSpec, run_date: date, store: ObjectStore) -> dict:
         "landing": _stored(store, f"{spec.name}/landing/run_date={run_date.isoformat()}/report.json"),
         "approval": approval.stored_decision(spec, run_date, store) if spec.approval.required else None,
         "freshness": manifest.get("freshness"), "stale": manifest.get("stale", False),
+        "series": manifest.get("series"),
     }

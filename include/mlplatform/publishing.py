@@ -12,7 +12,7 @@ A rerun with identical content writes identical keys and bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -76,16 +76,27 @@ def write_parts(store: ObjectStore, prefix: str, chunks: Iterable[pd.DataFrame],
 
 
 def publish_partition(store: ObjectStore, prefix: str, chunks: Iterable[pd.DataFrame], stamp: dict,
-                      manifest_fields: dict) -> dict:
-    """Publish ``chunks`` under ``prefix`` atomically; return the manifest."""
+                      manifest_fields: dict, finalize: Callable[[], dict] | None = None) -> dict:
+    """Publish ``chunks`` under ``prefix`` atomically; return the manifest.
+
+    ``finalize`` returns manifest fields known only once every chunk is written (say, which series the
+    partition holds); it may raise to refuse the publication, and then no manifest is written: the
+    earlier partition of the date, if any, stays exactly as it was.
+    """
     files = write_parts(store, prefix, chunks, stamp)
     if not files or sum(f["rows"] for f in files) == 0:
         raise PublishError(f"nothing to publish under {store.uri(prefix)}: no rows; the previous "
                            "publication (if any) is left as it was")
+    try:
+        late = finalize() if finalize else {}
+    except Exception:
+        _discard_attempt(store, prefix, files)
+        raise
     manifest = {
         "manifest_version": MANIFEST_SCHEMA_VERSION,
         **stamp,
         **manifest_fields,
+        **late,
         "row_count": sum(f["rows"] for f in files),
         "files": files,
         "partition_uri": store.uri(prefix + "/"),
@@ -93,6 +104,13 @@ def publish_partition(store: ObjectStore, prefix: str, chunks: Iterable[pd.DataF
     store.put_json(f"{prefix}/{C.MANIFEST_NAME}", manifest)
     _delete_unlisted(store, prefix, files)
     return manifest
+
+
+def _discard_attempt(store: ObjectStore, prefix: str, files: list[dict]) -> None:
+    """Remove the parts of a refused publication that the standing manifest (if any) does not list."""
+    key = f"{prefix}/{C.MANIFEST_NAME}"
+    standing = {f["key"] for f in store.get_json(key)["files"]} if store.exists(key) else set()
+    store.delete_keys([f["key"] for f in files if f["key"] not in standing])
 
 
 def _delete_unlisted(store: ObjectStore, prefix: str, files: list[dict]) -> None:

@@ -320,9 +320,22 @@ class MonitoringSpec(_Strict):
     max_rows: int = Field(default=20_000, ge=100, description="Row cap per side (Evidently is slow on big frames).")
 
 
+class SeriesPolicySpec(_Strict):
+    """Every series accounted for (forecast kind): when series left out of a publication are a breach."""
+
+    max_missing_share: float = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="More than this share of the features' series left out of a partition is a breach.")
+    top_n: int = Field(default=10, ge=0,
+                       description="Any of the n largest series (mean |target|, last season) left out is a breach.")
+    on_breach: Literal["warn", "block"] = Field(
+        default="warn", description="warn: publish, flagged in the manifest; block: refuse to publish.")
+
+
 class PublishSpec(_Strict):
     chunk_rows: int = Field(default=100_000, ge=1_000, description="Rows per Parquet part (bounds memory).")
     rollups: list[RollupSpec] = Field(default_factory=list, description="Consumer tables built per partition.")
+    series: SeriesPolicySpec = SeriesPolicySpec()
 
 
 class ApprovalSpec(_Strict):

@@ -65,6 +65,25 @@ def test_a_failed_publication_leaves_the_previous_one_valid(object_store):
     assert len(read_published(object_store, prefix)) == 10
 
 
+def test_a_publication_refused_after_its_parts_keeps_the_previous_manifest_and_rows(object_store):
+    """finalize (fields known once every part is written) may refuse: no manifest is written then."""
+    prefix = Layout("uc").forecasts(date(2025, 6, 30))
+    publish_partition(object_store, prefix, _chunks(2, 5), STAMP, {})
+    before = read_manifest(object_store, prefix)
+
+    def refuse() -> dict:
+        raise PlatformError("2 of the 10 largest series left out")
+
+    with pytest.raises(PlatformError, match="largest series"):
+        publish_partition(object_store, prefix, _chunks(3, 5, scale=2.0), STAMP, {}, finalize=refuse)
+    assert read_manifest(object_store, prefix) == before
+    assert len(read_published(object_store, prefix)) == 10
+    listed = {f["key"] for f in before["files"]} | {f"{prefix}/_manifest.json"}
+    assert set(object_store.list_keys(prefix)) == listed  # the refused attempt's parts are gone
+    late = publish_partition(object_store, prefix, _chunks(1, 5), STAMP, {}, finalize=lambda: {"series": {"n": 5}})
+    assert read_manifest(object_store, prefix)["series"] == {"n": 5} == late["series"]
+
+
 def test_publishing_nothing_is_refused_and_keeps_the_previous_partition(object_store):
     prefix = Layout("uc").forecasts(date(2025, 6, 30))
     publish_partition(object_store, prefix, _chunks(1, 5), STAMP, {})

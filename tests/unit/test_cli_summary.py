@@ -38,3 +38,13 @@ def test_summary_names_the_served_candidate_and_says_first_when_it_is_a_fallback
     assert lines[3].startswith("FALLBACK        no version has cleared the gate yet: auto_theta serves (rows flagged "
                                "is_fallback)")
     assert "FALLBACK" not in format_summary({**BASE, "model": "gbm", "fallback": None})
+
+
+def test_summary_accounts_for_every_series_and_names_those_left_out() -> None:
+    series = {"in_features": 6, "expected": 6, "forecast": 4, "left_out": 2, "breach": "2 of the 2 largest series left out",
+              "series": [{"series_id": "r5", "reason": "stopped: last observed 2024-06-30", "top_n": True},
+                         {"series_id": "r4", "reason": "stopped: last observed 2024-06-30", "top_n": True}]}
+    lines = format_summary({**BASE, "series": series}).splitlines()
+    assert "series          4 of 6 forecast, 2 left out  BREACH: 2 of the 2 largest series left out" in lines
+    assert "  left out      series_id=r5: stopped: last observed 2024-06-30 (top series)" in lines
+    assert not any(line.startswith("series") for line in format_summary(BASE).splitlines())
